@@ -1,0 +1,32 @@
+"""exactbilevel: bi-level reinforcement learning on tabular MDPs, measured against exact ground truth.
+
+The sample-based regularized actor-critic of Zeng, Bhatt, Ganesh and Koppel
+(arXiv 2601.16399) beside compiled exact solvers.  See ``shared/spec.md`` in the
+project for the mathematics.
+"""
+
+from .mdp import TabularMDP
+from .rewards import GaussianGoalReward, LinearReward, TabularReward
+from .bellman import bellman_operator, policy_from_q, q_values
+from .solvers import ConvergenceError, SolveResult, solve
+from .evaluation import evaluate, occupancy
+from . import envs
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "TabularMDP",
+    "LinearReward",
+    "TabularReward",
+    "GaussianGoalReward",
+    "q_values",
+    "bellman_operator",
+    "policy_from_q",
+    "solve",
+    "SolveResult",
+    "ConvergenceError",
+    "evaluate",
+    "occupancy",
+    "envs",
+    "__version__",
+]

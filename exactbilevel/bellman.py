@@ -1,0 +1,92 @@
+"""Bellman operators, hard and entropy-regularized (spec section 2).
+
+For a reward ``r`` of shape ``(S, A)`` and values ``V`` of shape ``(S,)``::
+
+    Q(s, a)      = r(s, a) + gamma * sum_s' P(s' | s, a) V(s')
+    (T_tau V)(s) = m(s) + tau * log sum_a exp((Q(s, a) - m(s)) / tau),   m(s) = max_a Q(s, a)
+    (T_0 V)(s)   = m(s)
+
+and the policy greedy for Q, ``pi(a|s) = exp((Q(s,a) - (T_tau V)(s)) / tau)``
+(one-hot on the first maximizing action for tau = 0).  T_tau is a
+gamma-contraction in the sup norm and ``T_tau(V + c) = T_tau V + gamma c`` for a
+constant c.  The log-sum-exp is max-shifted and terms whose exponent is below
+-745 (where exp underflows) are skipped, so tau from 1e-8 up and rewards up to
+1e6 give no overflow and no NaN.
+
+The sweeps are Numba kernels, parallel over states, for dense and CSR
+transitions alike.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _kernels
+from ._validation import as_float_array, check_tau
+from .mdp import TabularMDP
+
+__all__ = ["q_values", "bellman_operator", "policy_from_q"]
+
+
+def check_mdp(mdp):
+    if not isinstance(mdp, TabularMDP):
+        raise TypeError(
+            f"mdp must be an exactbilevel.TabularMDP, got {type(mdp).__name__}; "
+            "build one with eb.TabularMDP(P, gamma, rho)"
+        )
+    return mdp
+
+
+def check_reward(mdp, r, name="r"):
+    return as_float_array(name, r, shape=(mdp.S, mdp.A))
+
+
+def check_values(mdp, V, name="V"):
+    return as_float_array(name, V, shape=(mdp.S,))
+
+
+def sweep(mdp, r, V, tau, Q=None, TV=None):
+    """One Bellman sweep on validated inputs: returns (Q, TV), written into Q and
+    TV when given.  No checks: callers validate."""
+    if Q is None:
+        Q = np.empty((mdp.S, mdp.A))
+    if TV is None:
+        TV = np.empty(mdp.S)
+    if mdp.is_sparse:
+        indptr, indices, data = mdp.csr
+        _kernels.sweep_csr(indptr, indices, data, r, V, mdp.gamma, tau, Q, TV)
+    else:
+        _kernels.sweep_dense(mdp.P, r, V, mdp.gamma, tau, Q, TV)
+    return Q, TV
+
+
+def greedy(Q, tau):
+    """Policy of validated Q (see :func:`policy_from_q`)."""
+    pi = np.empty_like(Q)
+    _kernels.policy_from_q(Q, tau, pi)
+    return pi
+
+
+def q_values(mdp, r, V):
+    """``Q = r + gamma * P V``, shape ``(S, A)``."""
+    check_mdp(mdp)
+    Q, _ = sweep(mdp, check_reward(mdp, r), check_values(mdp, V), 0.0)
+    return Q
+
+
+def bellman_operator(mdp, r, V, tau=0.0):
+    """``(T_tau V)(s)``, shape ``(S,)``: the soft (tau > 0) or hard (tau = 0) Bellman operator."""
+    check_mdp(mdp)
+    _, TV = sweep(mdp, check_reward(mdp, r), check_values(mdp, V), check_tau(tau))
+    return TV
+
+
+def policy_from_q(Q, tau=0.0):
+    """``pi(a|s) = softmax(Q(s, .) / tau)(a)``; one-hot on the first argmax for tau = 0.
+
+    Q has shape ``(S, A)``; so has pi, whose rows sum to 1 to rounding.
+    """
+    Q = as_float_array("Q", Q, shape=(None, None))
+    if Q.shape[0] == 0 or Q.shape[1] == 0:
+        raise ValueError(f"Q must have at least one state and one action, got shape {Q.shape}")
+    return greedy(Q, check_tau(tau))

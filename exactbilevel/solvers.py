@@ -1,0 +1,293 @@
+"""Certified solvers of the (soft) Bellman optimality equation (spec section 2).
+
+``solve(mdp, r, tau)`` returns V*_tau, the fixed point of the soft Bellman
+operator T_tau (hard max for tau = 0; see :mod:`exactbilevel.bellman`), with
+Q*_tau = r + gamma P V*_tau and the optimal policy pi*_tau.
+
+Certificate
+-----------
+Every method ends with a sweep ``TV = T_tau V`` from its last iterate V.  Since
+T_tau is monotone, a gamma-contraction and ``T(V + c) = TV + gamma c``, with
+``d = TV - V`` (McQueen-Porteus bounds)::
+
+    TV + gamma/(1-gamma) min(d)  <=  V*  <=  TV + gamma/(1-gamma) max(d)
+
+so the *midrange-corrected* value ``V_hat = TV + gamma/(1-gamma) (max d + min d)/2``
+satisfies ``|V_hat - V*|_inf <= gamma/(1-gamma) span(d) / 2``.  Stopping on the
+span without this correction leaves V off by up to a constant; we return V_hat.
+A second sweep at V_hat gives Q, pi and ``residual = |T V_hat - V_hat|_inf``, and
+``|V_hat - V*| <= residual / (1 - gamma)`` is a second valid bound; the returned
+``error_bound`` is the smaller of the two, plus a float64 rounding allowance
+``8 eps (|r|_inf + |V|_inf + tau log A) / (1 - gamma)`` (a model of the rounding
+of one sweep, propagated through the contraction; not an interval-arithmetic
+guarantee).  A result is returned only when ``error_bound <= tol``; otherwise
+:class:`ConvergenceError` is raised (or, with ``raise_on_failure=False``, a
+result with ``converged=False``).  A ``tol`` below the float64 floor of the
+problem (the allowance at ``|V|_inf = (|r|_inf + tau log A)/(1-gamma)``) is a
+``ValueError``: no float64 computation can certify it.
+
+Methods
+-------
+``"value_iteration"``  V <- T_tau V; span stopping as above.  Needs about
+    log(tol (1-gamma) / span) / log(gamma) sweeps in the worst case, far fewer
+    on fast-mixing MDPs.
+``"policy_iteration"`` Howard's policy iteration for tau = 0; for tau > 0 the
+    same loop with the softmax policy is Newton's method on ``T_tau V - V = 0``
+    (the Jacobian of T_tau is gamma P_pi for the softmax policy pi of Q), i.e.
+    soft policy iteration.  Each step evaluates the current policy with
+    :class:`~exactbilevel.evaluation.PolicySystem` (dense LU for small S, GMRES
+    on a compiled CSR matvec otherwise: no dense S x S matrix for sparse MDPs),
+    to an accuracy tied to the current residual (inexact Newton).
+``"anderson"``  Anderson-accelerated value iteration (memory 5, least squares
+    on the residuals); a step whose residual span does not fall below the
+    previous one is rejected in favour of the plain sweep and the memory is
+    cleared (safeguard).
+``"auto"``  value iteration while its observed span contraction predicts
+    fewer than ``AUTO_SWITCH_SWEEPS`` further sweeps, then policy iteration
+    warm-started from the current V.  Fast-mixing MDPs finish in a few sweeps;
+    slow ones (gamma near 1, grids) are handed to policy iteration.
+
+Every method accepts a warm start ``V0`` (later issues solve thousands of
+nearby problems).
+
+References: Puterman, *Markov Decision Processes* (1994), 6.6.3 (span bounds),
+6.4 (policy iteration); Geist, Scherrer, Pietquin (2019) for the regularized
+Bellman operators; Walker and Ni (2011) for Anderson acceleration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._validation import as_float_array, check_int, check_positive, check_tau
+from .bellman import check_mdp, check_reward, greedy, sweep
+from .evaluation import PolicySystem, policy_entropy
+
+__all__ = ["solve", "SolveResult", "ConvergenceError", "METHODS", "AUTO_SWITCH_SWEEPS"]
+
+METHODS = ("auto", "value_iteration", "policy_iteration", "anderson")
+_ALIASES = {"vi": "value_iteration", "pi": "policy_iteration", "newton": "policy_iteration"}
+
+#: "auto" leaves value iteration when it predicts more sweeps than this.
+AUTO_SWITCH_SWEEPS = 30
+
+_EPS = np.finfo(np.float64).eps
+_ANDERSON_MEMORY = 5
+
+
+class ConvergenceError(RuntimeError):
+    """An iterative solver stopped before certifying its tolerance."""
+
+
+@dataclass(frozen=True)
+class SolveResult:
+    """Result of :func:`solve`.
+
+    Attributes
+    ----------
+    V : (S,) optimal values, ``|V - V*_tau|_inf <= error_bound``.
+    Q : (S, A) ``r + gamma P V``.
+    pi : (S, A) softmax of Q / tau (one-hot first argmax for tau = 0).
+    residual : ``|T_tau V - V|_inf``.
+    error_bound : certified bound on ``|V - V*_tau|_inf`` (module docstring).
+    iterations : Bellman sweeps (value iteration, Anderson) or policy
+        evaluations plus sweeps before them (policy iteration, auto).
+    converged : ``error_bound <= tol``.
+    method : the method that produced V.
+    tau : the entropy weight.
+    """
+
+    V: np.ndarray
+    Q: np.ndarray
+    pi: np.ndarray
+    residual: float
+    error_bound: float
+    iterations: int
+    converged: bool
+    method: str
+    tau: float
+
+
+class _Problem:
+    """Validated inputs plus the certificate arithmetic shared by all methods."""
+
+    def __init__(self, mdp, r, tau, tol):
+        self.mdp, self.r, self.tau, self.tol = mdp, r, tau, tol
+        self.gamma = mdp.gamma
+        self.c = self.gamma / (1.0 - self.gamma)
+        self.r_abs = float(np.abs(r).max())
+        self.ent = tau * np.log(mdp.A)
+        self.Q = np.empty((mdp.S, mdp.A))
+        self.TV = np.empty(mdp.S)
+
+    def allowance(self, V_abs):
+        return 8.0 * _EPS * (self.r_abs + V_abs + self.ent) / (1.0 - self.gamma)
+
+    def floor(self):
+        return self.allowance((self.r_abs + self.ent) / (1.0 - self.gamma))
+
+    def sweep(self, V):
+        """(Q, TV) at V, into the problem's buffers."""
+        return sweep(self.mdp, self.r, V, self.tau, self.Q, self.TV)
+
+    def certify(self, V, TV):
+        """(bound, V_hat) for the midrange-corrected value from TV = T V."""
+        d = TV - V
+        lo, hi = d.min(), d.max()
+        V_hat = TV + self.c * 0.5 * (hi + lo)
+        bound = self.c * 0.5 * (hi - lo) + self.allowance(np.abs(V_hat).max())
+        return bound, V_hat
+
+    def result(self, V_hat, bound, iterations, method):
+        Q, TV = self.sweep(V_hat)
+        residual = float(np.abs(TV - V_hat).max())
+        bound = min(bound, residual / (1.0 - self.gamma) + self.allowance(np.abs(V_hat).max()))
+        pi = greedy(Q, self.tau)
+        for arr in (V_hat, Q, pi):
+            arr.setflags(write=False)
+        return SolveResult(
+            V=V_hat, Q=Q.copy(), pi=pi, residual=residual, error_bound=float(bound),
+            iterations=int(iterations), converged=bool(bound <= self.tol), method=method, tau=self.tau,
+        )
+
+
+def _value_iteration(prob, V, max_iter, count=0, switch=False):
+    """Plain sweeps.  With ``switch``, returns ("switch", V, count) when the
+    observed span contraction predicts more than AUTO_SWITCH_SWEEPS sweeps."""
+    prev = None
+    for _ in range(max_iter):
+        _, TV = prob.sweep(V)
+        count += 1
+        bound, V_hat = prob.certify(V, TV)
+        if bound <= prob.tol:
+            return prob.result(V_hat, bound, count, "value_iteration")
+        if switch and prev is not None and count >= 3:
+            rate = bound / prev
+            needed = np.inf if rate >= 1.0 else np.log(prob.tol / bound) / np.log(max(rate, 1e-300))
+            if needed > AUTO_SWITCH_SWEEPS:
+                return ("switch", V_hat, count)
+        prev = bound
+        V = TV.copy()
+    return prob.result(V_hat, bound, count, "value_iteration")
+
+
+def _policy_iteration(prob, V, max_iter, count=0, method="policy_iteration"):
+    mdp, tau, gamma = prob.mdp, prob.tau, prob.gamma
+    Q, TV = prob.sweep(V)
+    count += 1
+    bound, V_hat = prob.certify(V, TV)
+    for _ in range(max_iter):
+        if bound <= prob.tol:
+            break
+        pi = greedy(Q, tau)
+        b = (pi * prob.r).sum(axis=1)
+        if tau > 0.0:
+            b += tau * policy_entropy(pi)
+        # inexact Newton: evaluate to a small fraction of the current residual,
+        # and never coarser than what the certificate needs at the end.
+        resid = float(np.abs(TV - V).max())
+        target = max(0.1 * prob.tol * (1.0 - gamma), 0.01 * (1.0 - gamma) * resid)
+        rtol = min(max(target / max(float(np.abs(b).max()), 1e-300), 1e-14), 1e-3)
+        V = PolicySystem(mdp, pi).solve(b, x0=V_hat, rtol=rtol)
+        Q, TV = prob.sweep(V)
+        count += 1
+        bound, V_hat = prob.certify(V, TV)
+    return prob.result(V_hat, bound, count, method)
+
+
+def _anderson(prob, V, max_iter, count=0):
+    m = _ANDERSON_MEMORY
+    Vs, Fs, Gs = [], [], []  # iterates, residuals, images
+    prev_span = np.inf
+    for _ in range(max_iter):
+        _, TV = prob.sweep(V)
+        count += 1
+        bound, V_hat = prob.certify(V, TV)
+        if bound <= prob.tol:
+            return prob.result(V_hat, bound, count, "anderson")
+        f = TV - V
+        span = f.max() - f.min()
+        if Vs and span >= prev_span:
+            # safeguard: the extrapolated point did worse; take the plain sweep
+            # from the last accepted point and forget the history.
+            V = Gs[-1].copy()
+            Vs, Fs, Gs = [], [], []
+            prev_span = np.inf
+            continue
+        prev_span = span
+        Vs.append(V.copy()), Fs.append(f), Gs.append(TV.copy())
+        if len(Vs) > m + 1:
+            Vs.pop(0), Fs.pop(0), Gs.pop(0)
+        if len(Vs) == 1:
+            V = TV.copy()
+            continue
+        dF = np.stack([Fs[i + 1] - Fs[i] for i in range(len(Fs) - 1)], axis=1)
+        dG = np.stack([Gs[i + 1] - Gs[i] for i in range(len(Gs) - 1)], axis=1)
+        coef, *_ = np.linalg.lstsq(dF, f, rcond=1e-12)
+        V = TV - dG @ coef
+    return prob.result(V_hat, bound, count, "anderson")
+
+
+def solve(mdp, r, tau=0.0, method="auto", tol=1e-10, V0=None, max_iter=None, raise_on_failure=True):
+    """Solve the (soft) Bellman optimality equation with a certified error bound.
+
+    Parameters
+    ----------
+    mdp : TabularMDP
+    r : (S, A) array, finite rewards.
+    tau : float >= 0, entropy weight (0: hard max).
+    method : {"auto", "value_iteration", "policy_iteration", "anderson"}
+        (aliases "vi", "pi", "newton"); see the module docstring.
+    tol : float > 0, absolute sup-norm tolerance on V; must exceed the float64
+        floor of the problem (module docstring), else ValueError.
+    V0 : (S,) array, optional warm start (default zeros).
+    max_iter : int, optional; default ``ceil(40 / (1 - gamma)) + 1000`` sweeps for
+        value iteration and Anderson, 500 policy evaluations for policy iteration.
+    raise_on_failure : bool; if False, a non-converged result is returned
+        instead of raising :class:`ConvergenceError`.
+
+    Returns
+    -------
+    SolveResult with ``|V - V*_tau|_inf <= error_bound <= tol``.
+    """
+    check_mdp(mdp)
+    r = check_reward(mdp, r)
+    tau = check_tau(tau)
+    tol = check_positive("tol", tol)
+    if not isinstance(method, str):
+        raise TypeError(f"method must be a string, one of {METHODS}, got {type(method).__name__}")
+    name = _ALIASES.get(method, method)
+    if name not in METHODS:
+        raise ValueError(f"method must be one of {METHODS} (or aliases {tuple(_ALIASES)}), got {method!r}")
+    V = np.zeros(mdp.S) if V0 is None else as_float_array("V0", V0, shape=(mdp.S,)).copy()
+    prob = _Problem(mdp, r, tau, tol)
+    floor = prob.floor()
+    if tol < floor:
+        raise ValueError(
+            f"tol={tol:g} is below the float64 floor {floor:.3g} of this problem "
+            f"(|r|_inf = {prob.r_abs:.3g}, gamma = {mdp.gamma}); pass tol >= {2 * floor:.2g}"
+        )
+    sweeps = int(np.ceil(40.0 / (1.0 - mdp.gamma))) + 1000
+    if max_iter is not None:
+        max_iter = check_int("max_iter", max_iter, minimum=1)
+    if name == "value_iteration":
+        res = _value_iteration(prob, V, max_iter or sweeps)
+    elif name == "anderson":
+        res = _anderson(prob, V, max_iter or sweeps)
+    elif name == "policy_iteration":
+        res = _policy_iteration(prob, V, max_iter or 500)
+    else:
+        res = _value_iteration(prob, V, max_iter or sweeps, switch=True)
+        if isinstance(res, tuple):
+            _, V, count = res
+            res = _policy_iteration(prob, V, max_iter or 500, count=count, method="auto:policy_iteration")
+        else:
+            res = SolveResult(**{**res.__dict__, "method": "auto:value_iteration"})
+    if not res.converged and raise_on_failure:
+        raise ConvergenceError(
+            f"{res.method} stopped after {res.iterations} iterations with error bound "
+            f"{res.error_bound:.3g} > tol = {tol:g}; raise max_iter, loosen tol, or try another method"
+        )
+    return res
