@@ -129,9 +129,7 @@ class PolicySystem:
                 return x
             # GMRES works in the 2-norm; ask for a little more than needed and
             # refine on the true residual in the norm that certifies the answer.
-            dx, _info = spla.gmres(
-                op, res, rtol=max(0.1 * target / rnorm, 1e-15), atol=0.0, restart=40, maxiter=20
-            )
+            dx, _info = spla.bicgstab(op, res, rtol=max(0.1 * target / rnorm, 1e-15), atol=0.0, maxiter=2000)
             x = x + dx
             res = b - self.matvec(x, transpose)
         rnorm = np.linalg.norm(res, ord_)

@@ -63,7 +63,7 @@ class TabularMDP:
         if sp.issparse(P):
             P, csr, S, A = self._check_sparse(P)
         else:
-            P = as_float_array("P", P, shape=(None, None, None), nonneg=True)
+            P = as_float_array("P", P, shape=(None, None, None), nonneg=True).copy()
             S, A, S2 = P.shape
             if S == 0 or A == 0:
                 raise ValueError(f"P must have at least one state and one action, got shape {P.shape}")
@@ -83,7 +83,7 @@ class TabularMDP:
         if rho is None:
             rho = np.full(S, 1.0 / S)
         else:
-            rho = as_float_array("rho", rho, shape=(S,), nonneg=True)
+            rho = as_float_array("rho", rho, shape=(S,), nonneg=True).copy()
             if abs(rho.sum() - 1.0) > ROW_SUM_TOL:
                 raise ValueError(
                     f"rho sums to {rho.sum()!r}, not 1 (tolerance {ROW_SUM_TOL}); "
@@ -138,11 +138,9 @@ class TabularMDP:
                 f"row {s * A + a} of sparse P, P(.|s={s}, a={a}), sums to {tot!r}, not 1 "
                 f"(tolerance {ROW_SUM_TOL}); every row must be a probability distribution"
             )
-        indptr = P.indptr.astype(np.int64)
-        indices = P.indices.astype(np.int32 if S < 2**31 else np.int64)
-        for arr in (indptr, indices, data):
+        for arr in (P.indptr, P.indices, P.data):
             arr.setflags(write=False)
-        return P, (indptr, indices, data), S, A
+        return P, (P.indptr, P.indices, P.data), S, A
 
     # -- read-only views ------------------------------------------------------
     @property
@@ -171,7 +169,7 @@ class TabularMDP:
 
     @property
     def csr(self):
-        """``(indptr int64, indices, data float64)`` of the CSR form; None when dense."""
+        """``(indptr, indices, data)`` of the CSR form (read-only, shared with ``P``); None when dense."""
         return self._csr
 
     def __setattr__(self, name, value):

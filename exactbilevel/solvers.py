@@ -137,7 +137,8 @@ class _Problem:
         d = TV - V
         lo, hi = d.min(), d.max()
         V_hat = TV + self.c * 0.5 * (hi + lo)
-        bound = self.c * 0.5 * (hi - lo) + self.allowance(np.abs(V_hat).max())
+        size = max(np.abs(V).max(), np.abs(TV).max(), np.abs(V_hat).max())
+        bound = self.c * 0.5 * (hi - lo) + self.allowance(size)
         return bound, V_hat
 
     def result(self, V_hat, bound, iterations, method):
@@ -145,10 +146,11 @@ class _Problem:
         residual = float(np.abs(TV - V_hat).max())
         bound = min(bound, residual / (1.0 - self.gamma) + self.allowance(np.abs(V_hat).max()))
         pi = greedy(Q, self.tau)
+        Q = Q.copy()
         for arr in (V_hat, Q, pi):
             arr.setflags(write=False)
         return SolveResult(
-            V=V_hat, Q=Q.copy(), pi=pi, residual=residual, error_bound=float(bound),
+            V=V_hat, Q=Q, pi=pi, residual=residual, error_bound=float(bound),
             iterations=int(iterations), converged=bool(bound <= self.tol), method=method, tau=self.tau,
         )
 

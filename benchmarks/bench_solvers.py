@@ -1,0 +1,385 @@
+#!/usr/bin/env python
+"""Speed of exactbilevel's compiled sweeps and solvers against numpy, scipy and QuantEcon.
+
+    python benchmarks/bench_solvers.py                  # full size (< 10 min on 2 cores)
+    python benchmarks/bench_solvers.py --quick          # reduced sizes, seconds
+    python benchmarks/bench_solvers.py --json out.json  # also write the table as JSON
+
+Reference problems (full size; --quick shrinks them):
+
+* dense random MDP, S = 2000, A = 8 (``random_mdp``, Dirichlet rows), rewards
+  uniform in [0, 1);
+* GridWorld 1000 x 1000 (S = 10^6, A = 4, slip 0.1, CSR), reward a Gaussian
+  bump (sigma = 1) at one goal cell, so it is zero (underflow) away from it;
+* gamma = 0.99, and 0.999 for one grid solve.
+
+Timing: ``time.perf_counter``, best of k calls after one untimed warm-up call
+(so Numba compilation and cache loading are excluded).  The expensive calls
+at S = 10^6 (grid solves, policy evaluation) are timed once (k = 1); their
+warm-up is the same call on a small problem of the same kind (same dtypes, same
+code paths: S > 3000, so policy systems take the Krylov path, not dense LU).
+Both solvers start from V = 0 (QuantEcon's default start is min R / (1 - beta),
+0 here).  Peers run in this process.  Once the run has lasted ``--budget``
+seconds the remaining expensive measurements are skipped (row result "skip").  Sweeps are timed at the hard optimal V*, where no log-sum-exp
+term underflows and is skipped, i.e. the soft sweep does all its work.
+
+Every row reports ``ratio = ours / peer`` (times in seconds) or, with no peer,
+the time itself, and checks it against the target of the project's issue.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # benchmark the checkout, installed or not
+
+import numba  # noqa: E402
+import scipy  # noqa: E402
+
+import exactbilevel as eb  # noqa: E402
+from exactbilevel.bellman import sweep  # noqa: E402
+
+try:
+    import quantecon
+    from quantecon.markov import DiscreteDP
+except ImportError:  # pragma: no cover
+    sys.exit("quantecon is needed for the peer timings: pip install quantecon")
+
+SIZES = {
+    #        dense S, grid side, small warm-up problems, repeats (cheap, mid, big solves)
+    "full": dict(dense_S=2000, grid_n=1000, warm_S=200, warm_n=60, k_cheap=10, k_mid=3, k_big=1),
+    "quick": dict(dense_S=300, grid_n=80, warm_S=100, warm_n=60, k_cheap=5, k_mid=2, k_big=1),
+}
+#: Measurements of class "big" are skipped (row result "skip") once the run has lasted this long.
+BUDGET_S = {"full": 480.0, "quick": 120.0}
+A_DENSE, A_GRID, SLIP, GAMMA, TOL, TAU = 8, 4, 0.1, 0.99, 1e-8, 0.1
+# QuantEcon's modified policy iteration stops when span(Tv - v) < eps (1 - beta) / beta and
+# returns the midrange-corrected v, so |v - v*| <= beta / (1 - beta) * span / 2 < eps / 2:
+# the McQueen-Porteus bound our solver certifies.  eps = 2 * TOL is therefore the same
+# 1e-8 sup-norm accuracy as our tol = 1e-8 (ours adds a tiny rounding allowance).
+QE_EPSILON = 2 * TOL
+QE_MAX_ITER = 100_000  # QuantEcon's default 250 could stop early without saying so
+
+COLD_CODE = (
+    "import time; t = time.perf_counter(); import numpy as np, exactbilevel as eb; "
+    "mdp = eb.envs.random_mdp(50, 4, gamma=0.9, seed=0); "
+    "r = np.random.default_rng(0).uniform(size=(50, 4)); "
+    "eb.solve(mdp, r, tau=0.1, tol=1e-8); print(time.perf_counter() - t)"
+)
+
+
+def best_of(fn, k, warmup=True, self_timed=False):
+    """(best time over k calls of fn, last result), after one untimed warm-up call.
+    With ``self_timed`` fn returns (its own time, result)."""
+    if warmup:
+        fn()
+    best, out = np.inf, None
+    for _ in range(k):
+        t0 = time.perf_counter()
+        out = fn()
+        dt = time.perf_counter() - t0
+        if self_timed:
+            dt, out = out
+        best = min(best, dt)
+    return best, out
+
+
+# -- problems -----------------------------------------------------------------
+@dataclass
+class Problem:
+    mdp: eb.TabularMDP
+    r: np.ndarray
+
+    def qe(self):
+        """QuantEcon DiscreteDP: product form (R (S, A), Q (S, A, S)) when dense,
+        state-action-pair form (R (S*A,), sparse Q (S*A, S), s/a indices) when sparse."""
+        mdp, (S, A) = self.mdp, self.r.shape
+        if not mdp.is_sparse:
+            return DiscreteDP(self.r, mdp.P, mdp.gamma)
+        s_idx, a_idx = np.repeat(np.arange(S), A), np.tile(np.arange(A), S)
+        return DiscreteDP(self.r.ravel(), mdp.P, mdp.gamma, s_idx, a_idx)
+
+
+def dense_problem(S):
+    mdp = eb.envs.random_mdp(S, A_DENSE, gamma=GAMMA, seed=0)
+    return Problem(mdp, np.random.default_rng(1).uniform(size=(S, A_DENSE)))
+
+
+def grid_problem(n):
+    gw = eb.envs.gridworld(n=n, actions=A_GRID, slip=SLIP, gamma=GAMMA)
+    goal = np.array([3 * (n - 1) // 4, (n - 1) // 4], dtype=float)
+    return Problem(gw.mdp, eb.GaussianGoalReward(gw.coords, A_GRID, sigma=1.0).value(goal))
+
+
+# -- measurements: name -> (factory of the timed callable, repeat class) --------
+class Skip(Exception):
+    """A measurement not taken because the time budget is spent."""
+
+
+class Bench:
+    """Builds the problems and times each measurement once (memoized by name)."""
+
+    def __init__(self, size, budget):
+        self.cfg, self.budget = SIZES[size], budget
+        self.t0 = t0 = time.perf_counter()
+        self.p = {"dense": dense_problem(self.cfg["dense_S"]), "grid": grid_problem(self.cfg["grid_n"])}
+        self.p["grid999"] = Problem(self.p["grid"].mdp.replace(gamma=0.999), self.p["grid"].r)
+        self.qe = {name: self.p[name].qe() for name in ("dense", "grid")}
+        self.setup_s = time.perf_counter() - t0
+        self.memo, self.log = {}, {}
+        self.warm_up()
+
+    def warm_up(self):
+        """Compile / load every kernel on small problems of the same kinds."""
+        small = {"dense": dense_problem(self.cfg["warm_S"]), "grid": grid_problem(self.cfg["warm_n"])}
+        for p in small.values():
+            for tau in (0.0, TAU):
+                for method in ("auto", "policy_iteration"):
+                    sol = eb.solve(p.mdp, p.r, tau, method=method, tol=TOL)
+            eb.evaluate(p.mdp, p.r, sol.pi, tau=TAU)
+            p.qe().solve(method="modified_policy_iteration", epsilon=QE_EPSILON, max_iter=QE_MAX_ITER)
+
+    def get(self, name):
+        """(best time, last result) of a measurement; raises Skip past the budget."""
+        if name not in self.memo:
+            make, cls = MEASURES[name]
+            if cls == "big" and time.perf_counter() - self.t0 > self.budget:
+                raise Skip(name)
+            fn = make(self)
+            k = self.cfg["k_" + cls]
+            # big ones are warmed up on small problems (warm_up), not by a second full-size call
+            self.memo[name] = best_of(fn, k, warmup=cls != "big", self_timed=name == "cold_process")
+            self.log[name] = dict(seconds=self.memo[name][0], k=k, warmup="small problem" if cls == "big" else "same call")
+        return self.memo[name]
+
+    def vstar(self, prob):
+        """Hard optimal V* of the dense / grid problem (from the timed solve)."""
+        return self.get(f"solve_{prob}_hard")[1].V
+
+
+def our_sweep(prob, tau):
+    def make(b):
+        p, V = b.p[prob], b.vstar(prob)
+        Q, TV = np.empty_like(p.r), np.empty(p.mdp.S)
+        return lambda: sweep(p.mdp, p.r, V, tau, Q, TV)
+    return make, "cheap"
+
+
+def numpy_matvec(b):
+    p, V = b.p["dense"], b.vstar("dense")
+    Pmat = p.mdp.P.reshape(-1, p.mdp.S)  # a view
+    return lambda: Pmat @ V
+
+
+def scipy_sweep(b):
+    p, V = b.p["grid"], b.vstar("grid")
+    P, r, g, S, A = p.mdp.P, p.r, p.mdp.gamma, p.mdp.S, p.mdp.A
+    return lambda: (r + g * (P @ V).reshape(S, A)).max(1)
+
+
+def qe_bellman(b):
+    ddp, V = b.qe["grid"], b.vstar("grid")
+    Tv = np.empty(ddp.num_states)
+    return lambda: ddp.bellman_operator(V, Tv=Tv)
+
+
+def our_solve(prob, tau, method, cls):
+    def make(b):
+        p = b.p[prob]
+        return lambda: eb.solve(p.mdp, p.r, tau, method=method, tol=TOL)
+    return make, cls
+
+
+def qe_mpi(prob, cls):
+    def make(b):
+        ddp = b.qe[prob]
+        return lambda: ddp.solve(method="modified_policy_iteration", epsilon=QE_EPSILON, max_iter=QE_MAX_ITER)
+    return make, cls
+
+
+def evaluate_soft(b):
+    p, pi = b.p["grid"], b.get("solve_grid_soft")[1].pi
+    return lambda: eb.evaluate(p.mdp, p.r, pi, tau=TAU)
+
+
+def cold_process(b):
+    def run():
+        t0 = time.perf_counter()
+        out = subprocess.run([sys.executable, "-c", COLD_CODE], cwd=ROOT, capture_output=True,
+                             text=True, check=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        return float(out.stdout.split()[-1]), time.perf_counter() - t0  # (in-process time, wall time)
+    return run
+
+
+MEASURES = {
+    "sweep_dense_hard": our_sweep("dense", 0.0),
+    "sweep_dense_soft": our_sweep("dense", TAU),
+    "numpy_matvec": (numpy_matvec, "cheap"),
+    "sweep_grid_hard": our_sweep("grid", 0.0),
+    "sweep_grid_soft": our_sweep("grid", TAU),
+    "sweep_grid_soft_1e-3": our_sweep("grid", 1e-3),
+    "qe_bellman_grid": (qe_bellman, "cheap"),
+    "scipy_sweep_grid": (scipy_sweep, "cheap"),
+    "solve_grid_hard": our_solve("grid", 0.0, "auto", "big"),
+    "solve_grid_hard_pi": our_solve("grid", 0.0, "policy_iteration", "big"),
+    "solve_grid_soft": our_solve("grid", TAU, "auto", "big"),
+    "qe_mpi_grid": qe_mpi("grid", "big"),
+    "solve_dense_hard": our_solve("dense", 0.0, "auto", "mid"),
+    "solve_dense_hard_pi": our_solve("dense", 0.0, "policy_iteration", "mid"),
+    "solve_dense_soft": our_solve("dense", TAU, "auto", "mid"),
+    "qe_mpi_dense": qe_mpi("dense", "mid"),
+    "solve_grid999_soft": our_solve("grid999", TAU, "auto", "big"),
+    "evaluate_grid_soft": (evaluate_soft, "big"),
+    "cold_process": (cold_process, "mid"),
+}
+
+
+# -- rows: (name, ours, peer, target) -------------------------------------------
+@dataclass(frozen=True)
+class Target:
+    limit: float
+    strict: bool = False  # "<" instead of "<="
+
+    def ok(self, x):
+        return x < self.limit if self.strict else x <= self.limit
+
+    def __str__(self):
+        return f"{'<' if self.strict else '<='} {self.limit:.3g}"
+
+
+ROWS = [
+    ("dense sweep hard vs numpy P@V", "sweep_dense_hard", "numpy_matvec", Target(1.05)),
+    ("dense sweep soft vs our hard", "sweep_dense_soft", "sweep_dense_hard", Target(1.1)),
+    ("grid sweep hard vs QuantEcon T", "sweep_grid_hard", "qe_bellman_grid", Target(1 / 3.5)),
+    ("grid sweep hard vs scipy CSR", "sweep_grid_hard", "scipy_sweep_grid", Target(1 / 5)),
+    ("grid sweep soft 0.1 vs our hard", "sweep_grid_soft", "sweep_grid_hard", Target(1.5)),
+    ("grid sweep soft 1e-3 vs our hard", "sweep_grid_soft_1e-3", "sweep_grid_hard", Target(1.5)),
+    ("grid solve hard auto vs QE MPI", "solve_grid_hard", "qe_mpi_grid", Target(0.5)),
+    ("grid solve soft 0.1 vs our hard", "solve_grid_soft", "solve_grid_hard", Target(1.5)),
+    ("dense solve hard auto vs QE MPI", "solve_dense_hard", "qe_mpi_dense", Target(1.0)),
+    ("dense solve hard PI vs QE MPI", "solve_dense_hard_pi", "qe_mpi_dense", None),
+    ("dense solve soft 0.1 vs our hard", "solve_dense_soft", "solve_dense_hard", Target(1.5)),
+    ("grid g=0.999 solve soft 0.1 [s]", "solve_grid999_soft", None, Target(60.0, strict=True)),
+    ("grid evaluate soft pi [s]", "evaluate_grid_soft", None, Target(1.5)),
+    ("second process import+solve [s]", "cold_process", None, Target(1.0, strict=True)),
+    # last: informative only and as slow as the auto solve (auto hands the grid to PI anyway)
+    ("grid solve hard PI vs QE MPI", "solve_grid_hard_pi", "qe_mpi_grid", None),
+]
+
+
+def note(b, name):
+    """What a measurement's result says besides its time (method, iterations, agreement)."""
+    out = b.memo[name][1]
+    if isinstance(out, eb.SolveResult):
+        return f"{out.method}, {out.iterations} it, bound {out.error_bound:.1e}"
+    if name.startswith("qe_mpi"):
+        V = b.vstar(name.rsplit("_", 1)[1])
+        err = float(np.abs(out.v - V).max())
+        # both answers are certified to 1e-8, so they must agree to 2e-8 (+ rounding)
+        check = "agrees" if err <= 2 * TOL * 1.01 else "DISAGREES"
+        return f"{out.num_iter} it, |v_QE - V_ours| = {err:.1e} ({check})"
+    if name == "cold_process":
+        return f"wall {out:.2f} s incl. interpreter start"
+    return ""
+
+
+def machine():
+    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+               platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
+    blas = None
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+    except Exception:  # older numpy
+        pass
+    return {
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "numba_threads": numba.config.NUMBA_NUM_THREADS,
+        "numba_threading_layer": numba.threading_layer(),
+        "load_average_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "numba": numba.__version__,
+        "quantecon": quantecon.__version__,
+        "exactbilevel": eb.__version__,
+        "blas": blas,
+    }
+
+
+def run_row(b, title, ours, peer, target):
+    """One table row as a dict; "skip" when a measurement fell outside the budget."""
+    row = dict(name=title, ours=ours, peer=peer, ours_s=None, peer_s=None, ratio=None,
+               target=str(target) if target else None, measured="ratio ours/peer" if peer else "seconds")
+    try:
+        row["ours_s"] = b.get(ours)[0]
+        row["peer_s"] = b.get(peer)[0] if peer else None
+    except Skip as skipped:
+        return {**row, "result": "skip", "note": f"{skipped} not run: past the {b.budget:.0f} s budget"}
+    value = row["ours_s"] / row["peer_s"] if peer else row["ours_s"]
+    row["ratio"] = value if peer else None
+    row["result"] = "info" if target is None else ("PASS" if target.ok(value) else "FAIL")
+    row["note"] = note(b, ours) or (note(b, peer) if peer else "")
+    return row
+
+
+def fmt(x, spec):
+    return format(x, spec) if x is not None else format("-", ">" + spec.split(".")[0])
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="reduced sizes, to check the script")
+    ap.add_argument("--json", type=Path, help="write the table and the machine description here")
+    ap.add_argument("--budget", type=float, help="seconds after which slow measurements are skipped "
+                    f"(default {BUDGET_S['full']:.0f} full, {BUDGET_S['quick']:.0f} quick)")
+    args = ap.parse_args(argv)
+    size = "quick" if args.quick else "full"
+    load0 = os.getloadavg() if hasattr(os, "getloadavg") else None
+    if load0 and load0[0] > 0.5:
+        print(f"warning: load average {load0[0]:.2f} before start; other processes will distort the timings")
+    b = Bench(size, BUDGET_S[size] if args.budget is None else args.budget)
+    cfg = b.cfg
+    print(f"{size}: dense S={cfg['dense_S']} A={A_DENSE}; grid {cfg['grid_n']}x{cfg['grid_n']} "
+          f"(S={cfg['grid_n'] ** 2}, A={A_GRID}); gamma={GAMMA}, tol={TOL}; setup {b.setup_s:.1f} s")
+    head = f"{'name':34} {'ours [s]':>10} {'peer [s]':>10} {'ratio':>7} {'target':>9}  pass  note"
+    print(head + "\n" + "-" * len(head))
+    rows = []
+    for spec in ROWS:
+        row = run_row(b, *spec)
+        rows.append(row)
+        print(f"{row['name']:34} {fmt(row['ours_s'], '10.4f')} {fmt(row['peer_s'], '10.4f')} "
+              f"{fmt(row['ratio'], '7.3f')} {row['target'] or '-':>9}  {row['result']:4}  {row['note']}", flush=True)
+    checks = {n: note(b, n) for n in ("qe_mpi_grid", "qe_mpi_dense") if n in b.memo}
+    for name, text in checks.items():
+        print(f"  {name}: {text}")
+    total = time.perf_counter() - b.t0
+    count = {v: sum(r["result"] == v for r in rows) for v in ("PASS", "FAIL", "info", "skip")}
+    print(", ".join(f"{n} {v}" for v, n in count.items()) + f"; total {total:.0f} s")
+    if args.json:
+        report = dict(size=size, config={**cfg, "A_dense": A_DENSE, "A_grid": A_GRID, "slip": SLIP,
+                                         "gamma": GAMMA, "tol": TOL, "tau": TAU, "qe_epsilon": QE_EPSILON,
+                                         "budget_s": b.budget},
+                      machine={**machine(), "load_average_at_start": load0}, setup_s=b.setup_s,
+                      total_s=total, rows=rows, measurements=b.log, qe_checks=checks)
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

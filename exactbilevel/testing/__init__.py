@@ -1,0 +1,43 @@
+"""Test helpers for exactbilevel and for code built on it.
+
+Two modules:
+
+:mod:`exactbilevel.testing.strategies`
+    Hypothesis strategies drawing tabular MDPs (dense and sparse), rewards,
+    values, policies and entropy weights.  Importing it needs ``hypothesis``
+    (the ``test`` extra); the rest of exactbilevel never imports hypothesis.
+
+:mod:`exactbilevel.testing.reference`
+    Plain-numpy (no Numba) references for every exact computation of the
+    package: Q values, the soft Bellman operator, greedy policies, policy
+    matrices, policy evaluation, occupancies, value iteration and policy
+    iteration.  They are written for clarity, on dense ``(S, A, S)`` kernels,
+    and are meant for small problems.
+
+Example
+-------
+>>> from hypothesis import given, settings
+>>> from exactbilevel.testing import strategies as ebst, reference as ref
+>>> @settings(max_examples=5, deadline=None)
+... @given(ebst.mdps(max_states=5), ebst.taus())
+... def check(mdp, tau):
+...     P = ref.dense_kernel(mdp)
+...     assert P.shape == (mdp.S, mdp.A, mdp.S)
+>>> check()
+
+``reference`` is imported eagerly (it needs only numpy and scipy);
+``strategies`` is imported on first attribute access, so that
+``import exactbilevel.testing`` works without hypothesis installed.
+"""
+
+from . import reference
+
+__all__ = ["reference", "strategies"]
+
+
+def __getattr__(name):
+    if name == "strategies":
+        import importlib
+
+        return importlib.import_module(".strategies", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

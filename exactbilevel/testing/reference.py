@@ -1,0 +1,200 @@
+"""Plain-numpy references for the exact computations of exactbilevel.
+
+No Numba and no code of the package: every function here takes a dense kernel
+``P`` of shape ``(S, A, S)`` (``P[s, a, s'] = P(s' | s, a)``), rewards ``r`` of
+shape ``(S, A)`` and plain floats, and follows the formulas of spec section 2
+as literally as numpy allows.  They are the independent references the test
+suite compares the compiled kernels and the solvers with; they are written
+for small problems (dense S x S solves, plain loops).
+
+>>> import numpy as np
+>>> from exactbilevel.testing import reference as ref
+>>> P = np.array([[[0.5, 0.5], [0.0, 1.0]], [[0.0, 1.0], [0.0, 1.0]]])  # (S=2, A=2, S=2)
+>>> r = np.array([[5.0, 10.0], [-1.0, -1.0]])
+>>> V, err = ref.policy_iteration_ref(P, r, gamma=0.95)
+>>> np.round(V, 6).tolist(), err < 1e-12
+([-8.571429, -20.0], True)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.special
+
+__all__ = [
+    "dense_kernel",
+    "q_values_ref",
+    "bellman_ref",
+    "policy_ref",
+    "entropy_ref",
+    "policy_matrix_ref",
+    "evaluate_ref",
+    "occupancy_ref",
+    "value_iteration_ref",
+    "policy_iteration_ref",
+    "residual_ref",
+]
+
+_LD = np.longdouble
+
+
+def dense_kernel(mdp):
+    """The kernel of ``mdp`` as a new dense ``(S, A, S)`` float64 array.
+
+    Accepts a :class:`~exactbilevel.TabularMDP` (dense or sparse) or an array.
+    """
+    P = getattr(mdp, "P", mdp)
+    if hasattr(P, "toarray"):
+        return np.array(P.toarray(), dtype=np.float64).reshape(mdp.S, mdp.A, mdp.S)
+    return np.array(P, dtype=np.float64)
+
+
+def q_values_ref(P, r, V, gamma):
+    """``Q = r + gamma * P V``, shape ``(S, A)``."""
+    P, r, V = np.asarray(P), np.asarray(r), np.asarray(V)
+    return r + gamma * np.einsum("sat,t->sa", P, V)
+
+
+def _soft_max(Q, tau):
+    """Row-wise ``m + tau log sum exp((Q - m) / tau)``; the max for tau = 0."""
+    m = Q.max(axis=1)
+    if tau == 0.0:
+        return m
+    return m + tau * scipy.special.logsumexp((Q - m[:, None]) / tau, axis=1)
+
+
+def bellman_ref(P, r, V, gamma, tau=0.0):
+    """``(Q, T_tau V)``: Q values and the soft (tau > 0) or hard (tau = 0) Bellman operator."""
+    Q = q_values_ref(P, r, V, gamma)
+    return Q, _soft_max(Q, float(tau))
+
+
+def policy_ref(Q, tau=0.0):
+    """``softmax(Q / tau)`` row by row; one-hot on the first argmax for tau = 0."""
+    Q = np.asarray(Q, dtype=np.float64)
+    if tau == 0.0:
+        pi = np.zeros_like(Q)
+        pi[np.arange(Q.shape[0]), np.argmax(Q, axis=1)] = 1.0
+        return pi
+    return scipy.special.softmax((Q - Q.max(axis=1, keepdims=True)) / tau, axis=1)
+
+
+def entropy_ref(pi):
+    """``H(s) = -sum_a pi log pi`` with ``0 log 0 = 0``."""
+    pi = np.asarray(pi)
+    safe = np.where(pi > 0, pi, 1)
+    return -(pi * np.log(safe)).sum(axis=1)
+
+
+def policy_matrix_ref(P, pi):
+    """``P_pi[s, s'] = sum_a pi(a|s) P(s'|s, a)``, shape ``(S, S)``."""
+    return np.einsum("sa,sat->st", np.asarray(pi), np.asarray(P))
+
+
+def _evaluation_system(P, r, pi, gamma, tau, dtype=np.float64):
+    P, r, pi = (np.asarray(x, dtype=dtype) for x in (P, r, pi))
+    S = P.shape[0]
+    M = np.einsum("sa,sat->st", pi, P)
+    b = (pi * r).sum(axis=1)
+    if tau > 0:
+        safe = np.where(pi > 0, pi, 1)
+        b = b - dtype(tau) * (pi * np.log(safe)).sum(axis=1)
+    return np.eye(S, dtype=dtype) - dtype(gamma) * M, b
+
+
+def evaluate_ref(P, r, pi, gamma, tau=0.0, refine=0):
+    """Exact evaluation of ``pi``: ``(V, Q)`` with ``V = (I - gamma P_pi)^(-1) (sum_a pi r + tau H_pi)``.
+
+    One dense ``np.linalg.solve``.  With ``refine = k > 0``, k rounds of
+    iterative refinement whose residuals are computed in ``np.longdouble``
+    (mixed-precision refinement), which brings V to about float64 rounding.
+    """
+    A, b = _evaluation_system(P, r, pi, gamma, tau)
+    V = np.linalg.solve(A, b)
+    if refine:
+        A_ld, b_ld = _evaluation_system(P, r, pi, gamma, tau, dtype=_LD)
+        for _ in range(refine):
+            res = b_ld - A_ld @ V.astype(_LD)
+            V = V + np.linalg.solve(A, res.astype(np.float64))
+    return V, q_values_ref(P, r, V, gamma)
+
+
+def occupancy_ref(P, pi, gamma, rho):
+    """``(d, nu)``: ``d = (1 - gamma) (I - gamma P_pi^T)^(-1) rho`` and ``nu = d * pi``."""
+    M = policy_matrix_ref(P, pi)
+    S = M.shape[0]
+    d = (1.0 - gamma) * np.linalg.solve(np.eye(S) - gamma * M.T, np.asarray(rho, dtype=np.float64))
+    return d, d[:, None] * np.asarray(pi)
+
+
+def residual_ref(P, r, V, gamma, tau=0.0):
+    """``|T_tau V - V|_inf`` computed in ``np.longdouble`` (for certificates of references).
+
+    Since T_tau is a gamma-contraction, ``|V - V*_tau|_inf <= residual_ref(...) / (1 - gamma)``.
+    """
+    P, r, V = (np.asarray(x, dtype=_LD) for x in (P, r, V))
+    Q = r + _LD(gamma) * np.einsum("sat,t->sa", P, V)
+    m = Q.max(axis=1)
+    if tau == 0.0:
+        TV = m
+    else:
+        t = _LD(tau)
+        TV = m + t * np.log(np.exp((Q - m[:, None]) / t).sum(axis=1))
+    return float(np.abs(TV - V).max())
+
+
+def value_iteration_ref(P, r, gamma, tau=0.0, tol=1e-12, max_iter=1_000_000):
+    """Plain value iteration ``V <- T_tau V`` from 0 until ``|V - V*|_inf <= tol``.
+
+    Stops at the first k with ``gamma / (1 - gamma) |V_{k+1} - V_k|_inf <= tol``
+    and returns ``V_{k+1}`` (the usual contraction bound).  Raises RuntimeError
+    after ``max_iter`` sweeps.
+    """
+    V = np.zeros(np.asarray(P).shape[0])
+    for _ in range(max_iter):
+        _, TV = bellman_ref(P, r, V, gamma, tau)
+        if gamma * np.abs(TV - V).max() <= tol * (1.0 - gamma):
+            return TV
+        V = TV
+    raise RuntimeError(f"value_iteration_ref did not reach tol={tol} in {max_iter} sweeps")
+
+
+def policy_iteration_ref(P, r, gamma, tau=0.0, max_iter=1000, refine=2):
+    """Policy iteration with dense solves: returns ``(V, err)`` with ``|V - V*_tau|_inf <= err``.
+
+    tau = 0: Howard's policy iteration on deterministic policies (an action is
+    switched only when it improves Q by more than 1e-14 of the scale, so ties
+    cannot cycle).  tau > 0: soft policy iteration, ``pi <- softmax(Q^pi / tau)``,
+    until V stops changing.  Every evaluation is a dense solve with
+    mixed-precision refinement (:func:`evaluate_ref` with ``refine``), and
+    ``err = residual_ref(V) / (1 - gamma)`` certifies the answer.
+    """
+    P, r = np.asarray(P, dtype=np.float64), np.asarray(r, dtype=np.float64)
+    S, A = r.shape
+    rows = np.arange(S)
+    if tau == 0.0:
+        act = np.argmax(r, axis=1)
+        for _ in range(max_iter):
+            pi = np.zeros((S, A))
+            pi[rows, act] = 1.0
+            V, Q = evaluate_ref(P, r, pi, gamma, 0.0, refine=refine)
+            thr = 1e-14 * (np.abs(r).max() + np.abs(V).max())
+            best = np.argmax(Q, axis=1)
+            better = Q[rows, best] > Q[rows, act] + thr
+            if not better.any():
+                break
+            act = np.where(better, best, act)
+        else:
+            raise RuntimeError(f"policy_iteration_ref did not stop in {max_iter} iterations")
+    else:
+        V, Q = evaluate_ref(P, r, policy_ref(r, tau), gamma, tau, refine=refine)
+        scale = np.abs(r).max() + tau * np.log(A)
+        for _ in range(max_iter):
+            V_new, Q = evaluate_ref(P, r, policy_ref(Q, tau), gamma, tau, refine=refine)
+            change = np.abs(V_new - V).max()
+            V = V_new
+            if change <= 16 * np.finfo(float).eps * (scale + np.abs(V).max()):
+                break
+        else:
+            raise RuntimeError(f"policy_iteration_ref did not stop in {max_iter} iterations")
+    return V, residual_ref(P, r, V, gamma, tau) / (1.0 - gamma)

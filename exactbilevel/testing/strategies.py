@@ -1,0 +1,298 @@
+"""Hypothesis strategies for tabular MDPs, rewards, values, policies and entropy weights.
+
+Every strategy draws a few small choices (sizes, a kind, a scale) and an integer
+seed, and builds its arrays with numpy from that seed.  This keeps drawing fast
+(no element-by-element arrays) and shrinking meaningful: sizes shrink to their
+minimum, kinds to the simplest one (listed first), scales to the low end, and
+the seed to 0.
+
+>>> from hypothesis import given, settings
+>>> from exactbilevel.testing.strategies import mdps, rewards, policies, taus
+>>> from hypothesis import strategies as st
+>>> @settings(max_examples=10, deadline=None)
+... @given(st.data())
+... def test_shapes(data):
+...     mdp = data.draw(mdps(max_states=8, max_actions=3))
+...     r = data.draw(rewards(mdp))
+...     pi = data.draw(policies(mdp, min_prob=0.01))
+...     tau = data.draw(taus())
+...     assert r.shape == pi.shape == (mdp.S, mdp.A)
+...     assert 1e-6 <= tau <= 10
+>>> test_shapes()
+
+Only this subpackage imports hypothesis; ``import exactbilevel`` does not.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import scipy.sparse as sp
+from hypothesis import strategies as st
+from hypothesis.errors import InvalidArgument
+
+from ..mdp import TabularMDP
+
+__all__ = ["mdps", "rewards", "values", "policies", "taus", "seeds"]
+
+#: Seeds for numpy Generators; they shrink to 0.
+seeds = st.integers(0, 2**32 - 1)
+
+
+def _interval(name, value, lo=-math.inf, hi=math.inf):
+    """``value`` (a number or a pair) as a pair ``(a, b)`` with lo <= a <= b <= hi."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise InvalidArgument(f"{name} must be a number or a pair (low, high), got {value!r}")
+        a, b = float(value[0]), float(value[1])
+    else:
+        a = b = float(value)
+    if not (lo <= a <= b <= hi):
+        raise InvalidArgument(f"{name} must satisfy {lo} <= low <= high <= {hi}, got {value!r}")
+    return a, b
+
+
+def _log_uniform(a, b):
+    """Floats in [a, b] (0 < a <= b), uniform in log; shrinks towards a."""
+    if a == b:
+        return st.just(a)
+    la, lb = math.log(a), math.log(b)
+    return st.floats(la, lb).map(lambda t: min(max(math.exp(t), a), b))
+
+
+def _uniform(a, b):
+    return st.just(a) if a == b else st.floats(a, b)
+
+
+def _row_weights(rng, rows, k, kind):
+    """``(rows, k)`` probability rows, each summing to 1 to rounding."""
+    if kind == "dirichlet":
+        w = rng.standard_exponential((rows, k))
+    else:  # "peaked": Dirichlet(0.2), rows concentrated on a few successors
+        w = rng.gamma(0.2, size=(rows, k))
+    w[w.sum(axis=1) == 0.0, 0] = 1.0  # all weights underflowed: put the mass on one successor
+    return w / w.sum(axis=1, keepdims=True)
+
+
+def _successor_sets(rng, rows, S, k):
+    """``(rows, k)`` sorted distinct next states per row."""
+    if k == S:
+        return np.broadcast_to(np.arange(S), (rows, S))
+    keys = rng.random((rows, S))
+    return np.sort(np.argsort(keys, axis=1)[:, :k], axis=1)
+
+
+@st.composite
+def mdps(
+    draw,
+    min_states=1,
+    max_states=30,
+    min_actions=1,
+    max_actions=6,
+    gamma=(0.0, 0.99),
+    sparse=None,
+    successors=None,
+    rho=None,
+):
+    """Random :class:`~exactbilevel.TabularMDP` instances.
+
+    Parameters
+    ----------
+    min_states, max_states, min_actions, max_actions : int
+        Ranges of S and A (inclusive, >= 1).
+    gamma : float or (low, high)
+        A fixed discount, or a range in [0, 1) to draw from.
+    sparse : bool, optional
+        CSR ``(S*A, S)`` storage if True, dense ``(S, A, S)`` if False; drawn when None.
+    successors : int, optional
+        Number k of possible next states per (s, a) (clamped to S); drawn in
+        ``[1, S]`` when None (k = 1 gives deterministic MDPs, k = S full rows).
+    rho : {None, "uniform", "dirichlet", "support"}
+        Initial distribution: uniform, random with full support, or random on
+        a random non-empty subset of states (zeros elsewhere); drawn when None.
+
+    Rows of P are Dirichlet(1) weights (or the more peaked Dirichlet(0.2)) on
+    k distinct random successors, built from a drawn seed.
+
+    >>> from hypothesis import given, settings
+    >>> @settings(max_examples=5, deadline=None)
+    ... @given(mdps(max_states=4, sparse=True, gamma=0.9))
+    ... def check(mdp):
+    ...     assert mdp.is_sparse and mdp.gamma == 0.9 and mdp.S <= 4
+    >>> check()
+    """
+    if not 1 <= min_states <= max_states:
+        raise InvalidArgument(f"need 1 <= min_states <= max_states, got {min_states}, {max_states}")
+    if not 1 <= min_actions <= max_actions:
+        raise InvalidArgument(f"need 1 <= min_actions <= max_actions, got {min_actions}, {max_actions}")
+    g_lo, g_hi = _interval("gamma", gamma, 0.0, math.nextafter(1.0, 0.0))
+    if rho not in (None, "uniform", "dirichlet", "support"):
+        raise InvalidArgument(f"rho must be None, 'uniform', 'dirichlet' or 'support', got {rho!r}")
+
+    S = draw(st.integers(min_states, max_states))
+    A = draw(st.integers(min_actions, max_actions))
+    g = draw(_uniform(g_lo, g_hi))
+    is_sparse = draw(st.booleans()) if sparse is None else bool(sparse)
+    if successors is None:
+        k = draw(st.one_of(st.just(S), st.integers(1, S)))
+    else:
+        if int(successors) < 1:
+            raise InvalidArgument(f"successors must be >= 1, got {successors!r}")
+        k = min(int(successors), S)
+    kind = draw(st.sampled_from(["dirichlet", "peaked"]))
+    rho_kind = draw(st.sampled_from(["uniform", "dirichlet", "support"])) if rho is None else rho
+    rng = np.random.default_rng(draw(seeds))
+
+    rows = S * A
+    cols = _successor_sets(rng, rows, S, k)
+    w = _row_weights(rng, rows, k, kind)
+    if is_sparse:
+        P = sp.csr_matrix((w.ravel(), cols.ravel(), np.arange(0, rows * k + 1, k)), shape=(rows, S))
+    else:
+        P = np.zeros((rows, S))
+        np.put_along_axis(P, cols, w, axis=1)
+        P = P.reshape(S, A, S)
+
+    if rho_kind == "uniform":
+        rho_arr = None
+    elif rho_kind == "dirichlet":
+        rho_arr = rng.standard_exponential(S)
+        rho_arr /= rho_arr.sum()
+    else:
+        mask = rng.random(S) < 0.5
+        mask[rng.integers(S)] = True
+        rho_arr = np.where(mask, rng.standard_exponential(S), 0.0)
+        rho_arr /= rho_arr.sum()
+    return TabularMDP(P, g, rho_arr)
+
+
+def _shape(mdp):
+    if isinstance(mdp, tuple):
+        S, A = mdp
+    else:
+        S, A = mdp.S, mdp.A
+    return int(S), int(A)
+
+
+@st.composite
+def rewards(draw, mdp, scale=(1e-3, 1e6), ties=None):
+    """``(S, A)`` float64 reward arrays for ``mdp`` (a TabularMDP or an ``(S, A)`` pair).
+
+    A scale c is drawn log-uniformly from ``scale`` (a number fixes it), then
+    entries of size about c: uniform in [-c, c], normal, integer multiples of
+    c / 8, sparse (mostly zero), or constant.  With ``ties`` (drawn when None)
+    some states get exactly tied actions (one action's reward copied to others).
+
+    >>> from hypothesis import given, settings, strategies as st
+    >>> @settings(max_examples=5, deadline=None)
+    ... @given(rewards((3, 2), scale=1.0))
+    ... def check(r):
+    ...     assert r.shape == (3, 2) and abs(r).max() <= 8.0
+    >>> check()
+    """
+    S, A = _shape(mdp)
+    lo, hi = _interval("scale", scale, 0.0)
+    if lo <= 0.0:
+        raise InvalidArgument(f"scale must be > 0, got {scale!r}")
+    c = draw(_log_uniform(lo, hi))
+    kind = draw(st.sampled_from(["uniform", "normal", "integer", "sparse", "constant"]))
+    tie = draw(st.booleans()) if ties is None else bool(ties)
+    rng = np.random.default_rng(draw(seeds))
+    if kind == "uniform":
+        r = rng.uniform(-c, c, (S, A))
+    elif kind == "normal":
+        r = np.clip(rng.normal(0.0, c / 2, (S, A)), -4 * c, 4 * c)
+    elif kind == "integer":
+        r = rng.integers(-8, 9, (S, A)) * (c / 8)
+    elif kind == "sparse":
+        r = np.where(rng.random((S, A)) < 0.2, rng.uniform(-c, c, (S, A)), 0.0)
+    else:
+        r = np.full((S, A), c * rng.choice([-1.0, 1.0]))
+    if tie and A > 1:
+        states = np.flatnonzero(rng.random(S) < 0.5)
+        for s in states:
+            src = rng.integers(A)
+            dst = rng.random(A) < 0.5
+            r[s, dst] = r[s, src]
+    return np.ascontiguousarray(r, dtype=np.float64)
+
+
+@st.composite
+def values(draw, mdp, scale=(1e-3, 1e8)):
+    """``(S,)`` float64 value vectors (uniform in [-c, c], c drawn log-uniformly from ``scale``).
+
+    >>> from hypothesis import given, settings
+    >>> @settings(max_examples=3, deadline=None)
+    ... @given(values((4, 2), scale=2.0))
+    ... def check(V):
+    ...     assert V.shape == (4,) and abs(V).max() <= 2.0
+    >>> check()
+    """
+    S, _ = _shape(mdp)
+    lo, hi = _interval("scale", scale, 0.0)
+    if lo <= 0.0:
+        raise InvalidArgument(f"scale must be > 0, got {scale!r}")
+    c = draw(_log_uniform(lo, hi))
+    kind = draw(st.sampled_from(["uniform", "constant"]))
+    rng = np.random.default_rng(draw(seeds))
+    if kind == "constant":
+        return np.full(S, rng.uniform(-c, c))
+    return rng.uniform(-c, c, S)
+
+
+@st.composite
+def policies(draw, mdp, min_prob=0.0):
+    """``(S, A)`` policies (rows on the simplex) for ``mdp`` (a TabularMDP or an ``(S, A)`` pair).
+
+    With ``min_prob = 0`` rows are drawn as uniform, deterministic (one-hot),
+    Dirichlet, or Dirichlet on a random support (some zeros).  With
+    ``min_prob > 0`` (at most 1/A) every entry is >= min_prob:
+    ``pi = min_prob + (1 - A min_prob) w`` for a Dirichlet or uniform row w.
+
+    >>> from hypothesis import given, settings
+    >>> @settings(max_examples=5, deadline=None)
+    ... @given(policies((3, 4), min_prob=0.1))
+    ... def check(pi):
+    ...     assert pi.min() >= 0.1 - 1e-15 and abs(pi.sum(axis=1) - 1).max() < 1e-12
+    >>> check()
+    """
+    S, A = _shape(mdp)
+    min_prob = float(min_prob)
+    if not 0.0 <= min_prob <= 1.0 / A:
+        raise InvalidArgument(f"min_prob must lie in [0, 1/A] = [0, {1.0 / A}], got {min_prob}")
+    kinds = ["uniform", "dirichlet"] if min_prob > 0 else ["uniform", "deterministic", "dirichlet", "support"]
+    kind = draw(st.sampled_from(kinds))
+    rng = np.random.default_rng(draw(seeds))
+    if kind == "uniform":
+        w = np.full((S, A), 1.0 / A)
+    elif kind == "deterministic":
+        w = np.zeros((S, A))
+        w[np.arange(S), rng.integers(A, size=S)] = 1.0
+    else:
+        w = rng.standard_exponential((S, A))
+        if kind == "support":
+            mask = rng.random((S, A)) < 0.5
+            mask[np.arange(S), rng.integers(A, size=S)] = True
+            w = np.where(mask, w, 0.0)
+        w /= w.sum(axis=1, keepdims=True)
+    if min_prob > 0:
+        w = min_prob + (1.0 - A * min_prob) * w
+    return w
+
+
+def taus(min=1e-6, max=10.0, include_zero=False):  # noqa: A002 - names fixed by the public API
+    """Entropy weights, log-uniform in ``[min, max]`` (0 < min <= max); 0 too when ``include_zero``.
+
+    >>> from hypothesis import given, settings
+    >>> @settings(max_examples=5, deadline=None)
+    ... @given(taus(1e-3, 1.0, include_zero=True))
+    ... def check(tau):
+    ...     assert tau == 0.0 or 1e-3 <= tau <= 1.0
+    >>> check()
+    """
+    lo, hi = float(min), float(max)
+    if not 0.0 < lo <= hi < math.inf:
+        raise InvalidArgument(f"taus needs 0 < min <= max < inf, got min={min!r}, max={max!r}")
+    base = _log_uniform(lo, hi)
+    return st.one_of(st.just(0.0), base) if include_zero else base

@@ -1,0 +1,193 @@
+"""Exact policy evaluation and occupancy measures against dense numpy solves and identities."""
+
+import math
+
+import numpy as np
+import pytest
+from conftest import examples
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import exactbilevel as eb
+from exactbilevel import evaluation
+from exactbilevel.evaluation import PolicySystem
+from exactbilevel.testing import reference as ref
+from exactbilevel.testing import strategies as ebst
+
+EPS = np.finfo(float).eps
+
+
+@st.composite
+def cases(draw, tau=ebst.taus(1e-6, 10.0, include_zero=True), min_prob=0.0, **kw):
+    mdp = draw(ebst.mdps(**kw))
+    r = draw(ebst.rewards(mdp))
+    pi = draw(ebst.policies(mdp, min_prob=min_prob))
+    return mdp, r, pi, draw(tau)
+
+
+def b_scale(r, tau, A):
+    return np.abs(r).max() + tau * math.log(A) + 1e-300
+
+
+def entropy_terms(pi):
+    """pi log pi with 0 log 0 = 0."""
+    return np.where(pi > 0, pi * np.log(np.where(pi > 0, pi, 1.0)), 0.0)
+
+
+@settings(max_examples=examples(80))
+@given(cases())
+def test_evaluate_equals_reference(case):
+    mdp, r, pi, tau = case
+    P, g = ref.dense_kernel(mdp), mdp.gamma
+    V, Q = eb.evaluate(mdp, r, pi, tau=tau)
+    Vr, Qr = ref.evaluate_ref(P, r, pi, g, tau)
+    # both are dense solves of a system with inf-norm condition <= (1+g)/(1-g)
+    sc = b_scale(r, tau, mdp.A) / (1 - g)
+    tol = 1e-13 * sc / (1 - g)
+    assert V.shape == (mdp.S,) and Q.shape == (mdp.S, mdp.A)
+    np.testing.assert_allclose(V, Vr, rtol=0, atol=tol)
+    np.testing.assert_allclose(Q, Qr, rtol=0, atol=tol)
+
+
+@settings(max_examples=examples(60))
+@given(cases())
+def test_evaluation_identities(case):
+    """Q = r + gamma P V, and the Bellman evaluation equation V = sum_a pi (Q - tau log pi)."""
+    mdp, r, pi, tau = case
+    P, g = ref.dense_kernel(mdp), mdp.gamma
+    V, Q = eb.evaluate(mdp, r, pi, tau=tau)
+    sc = b_scale(r, tau, mdp.A) / (1 - g)
+    np.testing.assert_allclose(Q, ref.q_values_ref(P, r, V, g), rtol=0, atol=1e-13 * sc)
+    bellman = (pi * Q).sum(axis=1) - tau * entropy_terms(pi).sum(axis=1)
+    # residual of the linear system, relative to |b|: LU gives it to rounding
+    np.testing.assert_allclose(bellman, V, rtol=0, atol=1e-12 * sc)
+
+
+@settings(max_examples=examples(60))
+@given(cases(tau=st.just(0.0)))
+def test_occupancy_properties_and_reference(case):
+    mdp, _, pi, _ = case
+    P, g, rho = ref.dense_kernel(mdp), mdp.gamma, mdp.rho
+    d, nu = eb.occupancy(mdp, pi)
+    assert d.shape == (mdp.S,) and nu.shape == (mdp.S, mdp.A)
+    tol = 1e-12 / (1 - g)
+    assert np.all(d >= -tol)
+    assert abs(d.sum() - 1.0) <= tol
+    np.testing.assert_allclose(nu, d[:, None] * pi, rtol=0, atol=1e-15)
+    # flow identity: sum_a nu(s', a) = (1 - g) rho(s') + g sum_{s,a} P(s'|s,a) nu(s,a)
+    inflow = (1 - g) * rho + g * np.einsum("sat,sa->t", P, nu)
+    np.testing.assert_allclose(nu.sum(axis=1), inflow, rtol=0, atol=tol)
+    d_ref, nu_ref = ref.occupancy_ref(P, pi, g, rho)
+    np.testing.assert_allclose(d, d_ref, rtol=0, atol=tol)
+    np.testing.assert_allclose(nu, nu_ref, rtol=0, atol=tol)
+    # d is a distribution; where rho > 0 it is at least (1 - g) rho
+    assert np.all(d >= (1 - g) * rho - tol)
+
+
+@settings(max_examples=examples(60))
+@given(cases())
+def test_two_formulas_for_J(case):
+    """J = rho . V (forward solve) = sum nu (r - tau log pi) / (1 - gamma) (transposed solve)."""
+    mdp, r, pi, tau = case
+    g = mdp.gamma
+    V, _ = eb.evaluate(mdp, r, pi, tau=tau)
+    _, nu = eb.occupancy(mdp, pi)
+    J_values = mdp.rho @ V
+    log_pi = np.log(np.where(pi > 0, pi, 1.0))  # nu = 0 where pi = 0
+    J_occupancy = (nu * (r - tau * log_pi)).sum() / (1 - g)
+    sc = b_scale(r, tau, mdp.A) / (1 - g)
+    assert J_values == pytest.approx(J_occupancy, abs=1e-12 * sc / (1 - g))
+
+
+def test_evaluation_of_deterministic_chain_closed_form():
+    """Two-state chain 0 -> 1 -> 1 with rewards 1 and 2: V(1) = 2/(1-g), V(0) = 1 + g V(1)."""
+    P = np.zeros((2, 1, 2))
+    P[0, 0, 1] = P[1, 0, 1] = 1.0
+    g = 0.9
+    mdp = eb.TabularMDP(P, g, rho=[1.0, 0.0])
+    V, _ = eb.evaluate(mdp, [[1.0], [2.0]], [[1.0], [1.0]])
+    np.testing.assert_allclose(V, [1 + g * 2 / (1 - g), 2 / (1 - g)], rtol=1e-15)
+    d, _ = eb.occupancy(mdp, [[1.0], [1.0]])
+    np.testing.assert_allclose(d, [1 - g, g], rtol=1e-15)
+
+
+def test_uniform_policy_entropy_closed_form():
+    """Uniform policy, zero reward: V = tau log A / (1 - gamma) everywhere."""
+    mdp = eb.envs.random_mdp(7, 4, gamma=0.8, seed=5)
+    tau = 0.3
+    V, Q = eb.evaluate(mdp, np.zeros((7, 4)), np.full((7, 4), 0.25), tau=tau)
+    np.testing.assert_allclose(V, tau * math.log(4) / 0.2, rtol=1e-13)
+    np.testing.assert_allclose(Q, 0.8 * tau * math.log(4) / 0.2, rtol=1e-13)
+
+
+# --------------------------------------------------------------------------- PolicySystem: matvec and the Krylov path
+
+
+@st.composite
+def systems(draw, **kw):
+    mdp = draw(ebst.mdps(**kw))
+    pi = draw(ebst.policies(mdp))
+    rng = np.random.default_rng(draw(ebst.seeds))
+    b = rng.uniform(-1, 1, mdp.S) * 10.0 ** rng.integers(-3, 7)
+    return mdp, pi, b
+
+
+@settings(max_examples=examples(60))
+@given(systems())
+def test_matvec_equals_dense_matrix(system):
+    mdp, pi, v = system
+    M = ref.policy_matrix_ref(ref.dense_kernel(mdp), pi)
+    A = np.eye(mdp.S) - mdp.gamma * M
+    ps = PolicySystem(mdp, pi)
+    sc = 1e-13 * np.abs(v).max() * mdp.S
+    np.testing.assert_allclose(ps.matvec(v), A @ v, rtol=0, atol=sc)
+    np.testing.assert_allclose(ps.matvec(v, transpose=True), A.T @ v, rtol=0, atol=sc)
+    # the matvec does not modify its input
+    v2 = v.copy()
+    ps.matvec(v2)
+    ps.matvec(v2, transpose=True)
+    assert np.array_equal(v, v2)
+
+
+@settings(max_examples=examples(50))
+@given(systems(min_states=2), st.integers(0, 1))
+def test_krylov_path_equals_dense_solve(system, threshold):
+    """With DENSE_LU_MAX_STATES below S, PolicySystem solves by Krylov iterations on the compiled
+    matvec; the certified accuracy is |x - x*|_inf <= rtol |b|_inf / (1-g) (forward) and
+    |y - y*|_1 <= rtol |c|_1 / (1-g) (transposed)."""
+    mdp, pi, b = system
+    g = mdp.gamma
+    M = ref.policy_matrix_ref(ref.dense_kernel(mdp), pi)
+    A = np.eye(mdp.S) - g * M
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(evaluation, "DENSE_LU_MAX_STATES", threshold)
+        ps = PolicySystem(mdp, pi)
+    assert getattr(ps, "_lu", None) is None  # the Krylov path really runs (no LU factorization)
+    rtol = 1e-12
+    x = ps.solve(b, rtol=rtol)
+    x_ref = np.linalg.solve(A, b)
+    ref_err = 1e-15 * mdp.S * np.abs(x_ref).max() / (1 - g)
+    assert np.abs(x - x_ref).max() <= rtol * np.abs(b).max() / (1 - g) + ref_err
+    y = ps.solve(b, transpose=True, rtol=rtol)
+    y_ref = np.linalg.solve(A.T, b)
+    assert np.abs(y - y_ref).sum() <= rtol * np.abs(b).sum() / (1 - g) + mdp.S * ref_err
+    # a zero right-hand side gives zero
+    assert np.array_equal(ps.solve(np.zeros(mdp.S)), np.zeros(mdp.S))
+
+
+@settings(max_examples=examples(40))
+@given(cases(min_states=2))
+def test_evaluate_and_occupancy_on_krylov_path(case):
+    mdp, r, pi, tau = case
+    P, g = ref.dense_kernel(mdp), mdp.gamma
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(evaluation, "DENSE_LU_MAX_STATES", 1)
+        V, Q = eb.evaluate(mdp, r, pi, tau=tau)
+        d, nu = eb.occupancy(mdp, pi)
+    Vr, Qr = ref.evaluate_ref(P, r, pi, g, tau)
+    sc = b_scale(r, tau, mdp.A)
+    # documented: |V - V^pi|_inf <= 1e-12 |b|_inf / (1 - g)
+    np.testing.assert_allclose(V, Vr, rtol=0, atol=1e-12 * sc / (1 - g) + 1e-14 * sc / (1 - g) ** 2)
+    d_ref, _ = ref.occupancy_ref(P, pi, g, mdp.rho)
+    # documented: |d - d^pi|_1 <= 1e-12
+    assert np.abs(d - d_ref).sum() <= 1e-12 + 1e-14 * mdp.S / (1 - g)
