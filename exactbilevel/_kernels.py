@@ -61,17 +61,33 @@ def sweep_dense(P, r, V, gamma, tau, Q, TV):
         TV[s] = _soft_max_row(Q[s], tau)
 
 
+@njit(cache=True, inline="always")
+def _row_dot(indptr, cols, relative, codes, table, i, s, V):
+    """sum_k P_k V[col_k] over CSR row i (of state s) in the packed form of
+    :func:`sweep_csr`."""
+    base = np.int64(s) if relative else np.int64(0)
+    acc = 0.0
+    if codes.shape[0] > 0:
+        for k in range(indptr[i], indptr[i + 1]):
+            acc += table[codes[k]] * V[base + np.int64(cols[k])]
+    else:
+        for k in range(indptr[i], indptr[i + 1]):
+            acc += table[k] * V[base + np.int64(cols[k])]
+    return acc
+
+
 @njit(cache=True, parallel=True)
-def sweep_csr(indptr, indices, data, r, V, gamma, tau, Q, TV):
-    """The sparse twin of :func:`sweep_dense`."""
+def sweep_csr(indptr, cols, relative, codes, table, r, V, gamma, tau, Q, TV):
+    """The sparse twin of :func:`sweep_dense`, on a packed CSR (see
+    ``TabularMDP.packed``): column ``base + cols[k]`` with ``base = s`` when
+    ``relative`` (cols are int16 offsets) else 0; value ``table[codes[k]]``
+    when ``codes`` is non-empty (at most 256 distinct probabilities) else
+    ``table[k]``.  Packing cuts the bytes read per entry from 12 to 3 on
+    structured MDPs (grids, Gymnasium tables)."""
     S, A = r.shape
     for s in prange(S):
         for a in range(A):
-            i = s * A + a
-            acc = 0.0
-            for k in range(indptr[i], indptr[i + 1]):
-                acc += data[k] * V[indices[k]]
-            Q[s, a] = r[s, a] + gamma * acc
+            Q[s, a] = r[s, a] + gamma * _row_dot(indptr, cols, relative, codes, table, np.int64(s) * A + a, s, V)
         TV[s] = _soft_max_row(Q[s], tau)
 
 

@@ -53,8 +53,7 @@ def sweep(mdp, r, V, tau, Q=None, TV=None):
     if TV is None:
         TV = np.empty(mdp.S)
     if mdp.is_sparse:
-        indptr, indices, data = mdp.csr
-        _kernels.sweep_csr(indptr, indices, data, r, V, mdp.gamma, tau, Q, TV)
+        _kernels.sweep_csr(*mdp.packed, r, V, mdp.gamma, tau, Q, TV)
     else:
         _kernels.sweep_dense(mdp.P, r, V, mdp.gamma, tau, Q, TV)
     return Q, TV

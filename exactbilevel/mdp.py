@@ -32,6 +32,23 @@ def _first_bad_row(sums, A):
     return bad // A, bad % A, float(sums[bad])
 
 
+def _pack(csr, S, A):
+    """Compact copy of the CSR arrays for the sweep kernel (see TabularMDP.packed)."""
+    indptr, indices, data = csr
+    rows_state = np.repeat(np.arange(S, dtype=np.int64), np.diff(indptr).reshape(S, A).sum(axis=1))
+    offsets = indices.astype(np.int64) - rows_state
+    relative = bool(offsets.size == 0 or np.abs(offsets).max() <= np.iinfo(np.int16).max)
+    cols = offsets.astype(np.int16) if relative else indices
+    table, codes = np.unique(data, return_inverse=True)
+    if table.size <= 256:
+        codes = codes.astype(np.uint8)
+    else:
+        table, codes = data, np.empty(0, dtype=np.uint8)
+    for arr in (cols, codes, table):
+        arr.setflags(write=False)
+    return indptr, cols, relative, codes, table
+
+
 class TabularMDP:
     """A finite discounted MDP ``(S, A, P, gamma, rho)``.
 
@@ -56,7 +73,7 @@ class TabularMDP:
         Read-only transition kernel.
     """
 
-    __slots__ = ("_P", "_gamma", "_rho", "_S", "_A", "_csr")
+    __slots__ = ("_P", "_gamma", "_rho", "_S", "_A", "_csr", "_packed")
 
     def __init__(self, P, gamma, rho=None):
         gamma = check_gamma(gamma)
@@ -91,6 +108,7 @@ class TabularMDP:
                 )
         rho.setflags(write=False)
         self._P, self._gamma, self._rho, self._S, self._A, self._csr = P, gamma, rho, S, A, csr
+        self._packed = None if csr is None else _pack(csr, S, A)
 
     @staticmethod
     def _check_sparse(P):
@@ -171,6 +189,16 @@ class TabularMDP:
     def csr(self):
         """``(indptr, indices, data)`` of the CSR form (read-only, shared with ``P``); None when dense."""
         return self._csr
+
+    @property
+    def packed(self):
+        """The CSR form as the sparse sweep kernel reads it (None when dense):
+        ``(indptr, cols, relative, codes, table)``.  When every column lies
+        within 32767 of its row's state, ``cols`` are int16 offsets from the
+        state (``relative`` True), else the int32 columns.  When P has at most
+        256 distinct values, ``codes`` are uint8 indices into ``table``; else
+        ``codes`` is empty and ``table`` is the data array itself."""
+        return self._packed
 
     def __setattr__(self, name, value):
         if name in TabularMDP.__slots__ and not hasattr(self, name):
