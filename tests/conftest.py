@@ -1,7 +1,7 @@
 """Shared test configuration: Hypothesis profiles.
 
-``default`` (used unless HYPOTHESIS_PROFILE says otherwise) keeps the whole suite
-fast; ``thorough`` multiplies the example counts for a long local run::
+``default`` (used unless HYPOTHESIS_PROFILE says otherwise; ``ci``, the same
+derandomized, when the CI variable is set) keeps the whole suite fast; ``thorough`` multiplies the example counts for a long local run::
 
     HYPOTHESIS_PROFILE=thorough python -m pytest tests
 
@@ -24,7 +24,8 @@ settings.register_profile("ci", parent=settings.get_profile("default"), derandom
 settings.register_profile("thorough", parent=settings.get_profile("default"))
 settings.register_profile("quick", parent=settings.get_profile("default"))
 
-PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "default")
+# CI (CI=true) runs derandomized, so that a red run is reproducible.
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "default")
 settings.load_profile(PROFILE)
 
 
