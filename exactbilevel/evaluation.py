@@ -184,11 +184,17 @@ def evaluate(mdp, r, pi, tau=0.0):
     return evaluate_unchecked(mdp, r, pi, tau)
 
 
-def evaluate_unchecked(mdp, r, pi, tau, system=None, V0=None, rtol=1e-12):
-    """:func:`evaluate` on validated inputs; reuses ``system`` when given."""
+def policy_reward(r, pi, tau):
+    """b(s) = sum_a pi(a|s) r(s, a) + tau H_pi(s), the right-hand side of V^pi; shape (S,)."""
     b = (pi * r).sum(axis=1)
     if tau > 0.0:
         b += tau * policy_entropy(pi)
+    return b
+
+
+def evaluate_unchecked(mdp, r, pi, tau, system=None, V0=None, rtol=1e-12):
+    """:func:`evaluate` on validated inputs; reuses ``system`` when given."""
+    b = policy_reward(r, pi, tau)
     system = PolicySystem(mdp, pi) if system is None else system
     V = system.solve(b, x0=V0, rtol=rtol)
     Q, _ = sweep(mdp, r, V, 0.0)

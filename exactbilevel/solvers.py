@@ -63,7 +63,7 @@ import numpy as np
 
 from ._validation import as_float_array, check_int, check_positive, check_tau
 from .bellman import check_mdp, check_reward, greedy, sweep
-from .evaluation import PolicySystem, policy_entropy
+from .evaluation import PolicySystem, policy_reward
 
 __all__ = ["solve", "SolveResult", "ConvergenceError", "METHODS", "AUTO_SWITCH_SWEEPS"]
 
@@ -184,9 +184,7 @@ def _policy_iteration(prob, V, max_iter, count=0, method="policy_iteration"):
         if bound <= prob.tol:
             break
         pi = greedy(Q, tau)
-        b = (pi * prob.r).sum(axis=1)
-        if tau > 0.0:
-            b += tau * policy_entropy(pi)
+        b = policy_reward(prob.r, pi, tau)
         # inexact Newton: evaluate to a small fraction of the current residual,
         # and never coarser than what the certificate needs at the end.
         resid = float(np.abs(TV - V).max())
