@@ -44,8 +44,12 @@ Methods
     cleared (safeguard).
 ``"auto"``  value iteration while its observed span contraction predicts
     fewer than ``AUTO_SWITCH_SWEEPS`` further sweeps, then policy iteration
-    warm-started from the current V.  Fast-mixing MDPs finish in a few sweeps;
-    slow ones (gamma near 1, grids) are handed to policy iteration.
+    warm-started from the current V, when S <= ``DENSE_LU_MAX_STATES`` (policy
+    evaluations by dense LU).  Fast-mixing MDPs finish in a few sweeps; slow
+    small ones (gamma near 1) are handed to policy iteration.  Larger MDPs stay
+    with value iteration: on the 300 x 300 GridWorld at gamma = 0.99 it
+    certifies 1e-8 in 3.5 s (hard) and 8.2 s (tau = 0.1), where policy
+    iteration with Krylov evaluations takes minutes.
 
 Every method accepts a warm start ``V0`` (later issues solve thousands of
 nearby problems).
@@ -63,7 +67,7 @@ import numpy as np
 
 from ._validation import as_float_array, check_int, check_positive, check_tau
 from .bellman import check_mdp, check_reward, greedy, sweep
-from .evaluation import PolicySystem, policy_reward
+from .evaluation import DENSE_LU_MAX_STATES, PolicySystem, policy_reward
 
 __all__ = ["solve", "SolveResult", "ConvergenceError", "METHODS", "AUTO_SWITCH_SWEEPS"]
 
@@ -279,7 +283,9 @@ def solve(mdp, r, tau=0.0, method="auto", tol=1e-10, V0=None, max_iter=None, rai
     elif name == "policy_iteration":
         res = _policy_iteration(prob, V, max_iter or 500)
     else:
-        res = _value_iteration(prob, V, max_iter or sweeps, switch=True)
+        # policy iteration pays off where its evaluations are direct (dense LU);
+        # beyond, the Krylov evaluations cost more than the sweeps they save.
+        res = _value_iteration(prob, V, max_iter or sweeps, switch=mdp.S <= DENSE_LU_MAX_STATES)
         if isinstance(res, tuple):
             _, V, count = res
             res = _policy_iteration(prob, V, max_iter or 500, count=count, method="auto:policy_iteration")
