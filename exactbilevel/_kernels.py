@@ -290,3 +290,14 @@ def gauss_seidel_sweep(indptr, indices, data, gamma, order, b, x):
             else:
                 acc += data[k] * x[t]
         x[s] = (b[s] + gamma * acc) / (1.0 - gamma * diag)
+
+
+@njit(cache=True, parallel=True)
+def csr_backup(indptr, indices, data, b, gamma, x, out):
+    """out = b + gamma * M x for the CSR matrix M = (indptr, indices, data)."""
+    n = x.shape[0]
+    for i in prange(n):
+        acc = 0.0
+        for k in range(indptr[i], indptr[i + 1]):
+            acc += data[k] * x[indices[k]]
+        out[i] = b[i] + gamma * acc

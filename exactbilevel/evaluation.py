@@ -73,7 +73,7 @@ class PolicySystem:
     transposed system, the same in the 1-norm), or raises :class:`SolverError`.
     """
 
-    def __init__(self, mdp, pi):
+    def __init__(self, mdp, pi, factor=True):
         self.mdp = mdp
         self.gamma = mdp.gamma
         S = mdp.S
@@ -83,14 +83,14 @@ class PolicySystem:
             self._csr = (ptr, idx, val)
             self._csr_T = None
             self._flow = None
-            if S <= DENSE_LU_MAX_STATES:
+            if factor and S <= DENSE_LU_MAX_STATES:
                 M = sp.csr_matrix((val, idx, ptr), shape=(S, S)).toarray()
                 self._lu = sla.lu_factor(np.eye(S) - mdp.gamma * M, check_finite=False)
         else:
             M = np.empty((S, S))
             _kernels.policy_matrix_dense(mdp.P, pi, M)
             self._dense = M
-            if S <= DENSE_LU_MAX_STATES:
+            if factor and S <= DENSE_LU_MAX_STATES:
                 self._lu = sla.lu_factor(np.eye(S) - mdp.gamma * M, check_finite=False)
 
     def _csr_of(self, transpose):
@@ -107,6 +107,19 @@ class PolicySystem:
         if self._flow is None:
             self._flow = _kernels.flow_order(*self._csr)
         return self._flow[::-1].copy() if transpose else self._flow
+
+    def backup(self, b, x, sweeps):
+        """``sweeps`` applications of ``x <- b + gamma P_pi x`` (each a
+        gamma-contraction towards the solution): the partial evaluation of
+        modified policy iteration."""
+        out = np.empty_like(x)
+        for _ in range(sweeps):
+            if self.mdp.is_sparse:
+                _kernels.csr_backup(*self._csr, b, self.gamma, x, out)
+            else:
+                np.add(b, self.gamma * (self._dense @ x), out=out)
+            x, out = out, x
+        return x
 
     def matvec(self, v, transpose=False):
         """``(I - gamma P_pi) v``, or ``(I - gamma P_pi^T) v`` with ``transpose``."""

@@ -38,18 +38,21 @@ Methods
     :class:`~exactbilevel.evaluation.PolicySystem` (dense LU for small S, GMRES
     on a compiled CSR matvec otherwise: no dense S x S matrix for sparse MDPs),
     to an accuracy tied to the current residual (inexact Newton).
+``"modified_policy_iteration"``  the greedy (softmax) policy of each sweep,
+    then ``MPI_BACKUPS = 20`` backups ``V <- r_pi + tau H_pi + gamma P_pi V`` on
+    the compiled policy matrix (Puterman 6.5), each about 1/A of a sweep.
 ``"anderson"``  Anderson-accelerated value iteration (memory 5, least squares
     on the residuals); a step whose residual span does not fall below the
     previous one is rejected in favour of the plain sweep and the memory is
     cleared (safeguard).
 ``"auto"``  value iteration while its observed span contraction predicts
     fewer than ``AUTO_SWITCH_SWEEPS`` further sweeps, then policy iteration
-    warm-started from the current V, when S <= ``DENSE_LU_MAX_STATES`` (policy
-    evaluations by dense LU).  Fast-mixing MDPs finish in a few sweeps; slow
-    small ones (gamma near 1) are handed to policy iteration.  Larger MDPs stay
-    with value iteration: on the 300 x 300 GridWorld at gamma = 0.99 it
-    certifies 1e-8 in 3.5 s (hard) and 8.2 s (tau = 0.1), where policy
-    iteration with Krylov evaluations takes minutes.
+    warm-started from the current V when S <= ``DENSE_LU_MAX_STATES`` or P is
+    dense (policy evaluations by dense LU), modified policy iteration for
+    larger sparse MDPs (there Krylov evaluations cost more than the sweeps they
+    save: on the 300 x 300 GridWorld at gamma = 0.99 value iteration certifies
+    1e-8 in 3.5 s, policy iteration with GMRES evaluations takes minutes).
+    Fast-mixing MDPs finish in a few value-iteration sweeps.
 
 Every method accepts a warm start ``V0`` (later issues solve thousands of
 nearby problems).
@@ -71,11 +74,17 @@ from .evaluation import DENSE_LU_MAX_STATES, PolicySystem, policy_reward
 
 __all__ = ["solve", "SolveResult", "ConvergenceError", "METHODS", "AUTO_SWITCH_SWEEPS"]
 
-METHODS = ("auto", "value_iteration", "policy_iteration", "anderson")
-_ALIASES = {"vi": "value_iteration", "pi": "policy_iteration", "newton": "policy_iteration"}
+METHODS = ("auto", "value_iteration", "policy_iteration", "modified_policy_iteration", "anderson")
+_ALIASES = {
+    "vi": "value_iteration", "pi": "policy_iteration", "newton": "policy_iteration",
+    "mpi": "modified_policy_iteration",
+}
 
 #: "auto" leaves value iteration when it predicts more sweeps than this.
 AUTO_SWITCH_SWEEPS = 30
+
+#: Policy backups per improvement step of modified policy iteration.
+MPI_BACKUPS = 20
 
 _EPS = np.finfo(np.float64).eps
 _ANDERSON_MEMORY = 5
@@ -201,6 +210,24 @@ def _policy_iteration(prob, V, max_iter, count=0, method="policy_iteration"):
     return prob.result(V_hat, bound, count, method)
 
 
+def _modified_policy_iteration(prob, V, max_iter, count=0, method="modified_policy_iteration"):
+    """Sparse MDPs: greedy (or softmax) policy from a sweep, then
+    ``MPI_BACKUPS`` backups ``V <- r_pi + tau H_pi + gamma P_pi V`` on the
+    compiled (S, S) policy matrix, each about 1/A of a sweep."""
+    Q, TV = prob.sweep(V)
+    count += 1
+    bound, V_hat = prob.certify(V, TV)
+    for _ in range(max_iter):
+        if bound <= prob.tol:
+            break
+        pi = greedy(Q, prob.tau)
+        V = PolicySystem(prob.mdp, pi, factor=False).backup(policy_reward(prob.r, pi, prob.tau), TV.copy(), MPI_BACKUPS)
+        Q, TV = prob.sweep(V)
+        count += 1
+        bound, V_hat = prob.certify(V, TV)
+    return prob.result(V_hat, bound, count, method)
+
+
 def _anderson(prob, V, max_iter, count=0):
     m = _ANDERSON_MEMORY
     Vs, Fs, Gs = [], [], []  # iterates, residuals, images
@@ -242,13 +269,15 @@ def solve(mdp, r, tau=0.0, method="auto", tol=1e-10, V0=None, max_iter=None, rai
     mdp : TabularMDP
     r : (S, A) array, finite rewards.
     tau : float >= 0, entropy weight (0: hard max).
-    method : {"auto", "value_iteration", "policy_iteration", "anderson"}
-        (aliases "vi", "pi", "newton"); see the module docstring.
+    method : {"auto", "value_iteration", "policy_iteration",
+        "modified_policy_iteration", "anderson"} (aliases "vi", "pi",
+        "newton", "mpi"); see the module docstring.
     tol : float > 0, absolute sup-norm tolerance on V; must exceed the float64
         floor of the problem (module docstring), else ValueError.
     V0 : (S,) array, optional warm start (default zeros).
     max_iter : int, optional; default ``ceil(40 / (1 - gamma)) + 1000`` sweeps for
-        value iteration and Anderson, 500 policy evaluations for policy iteration.
+        value iteration, Anderson and modified policy iteration, 500 policy
+        evaluations for policy iteration.
     raise_on_failure : bool; if False, a non-converged result is returned
         instead of raising :class:`ConvergenceError`.
 
@@ -282,13 +311,21 @@ def solve(mdp, r, tau=0.0, method="auto", tol=1e-10, V0=None, max_iter=None, rai
         res = _anderson(prob, V, max_iter or sweeps)
     elif name == "policy_iteration":
         res = _policy_iteration(prob, V, max_iter or 500)
+    elif name == "modified_policy_iteration":
+        res = _modified_policy_iteration(prob, V, max_iter or sweeps)
     else:
-        # policy iteration pays off where its evaluations are direct (dense LU);
-        # beyond, the Krylov evaluations cost more than the sweeps they save.
-        res = _value_iteration(prob, V, max_iter or sweeps, switch=mdp.S <= DENSE_LU_MAX_STATES)
+        res = _value_iteration(prob, V, max_iter or sweeps, switch=True)
         if isinstance(res, tuple):
             _, V, count = res
-            res = _policy_iteration(prob, V, max_iter or 500, count=count, method="auto:policy_iteration")
+            # policy iteration pays off where its evaluations are direct (dense
+            # LU); beyond, Krylov evaluations cost more than the sweeps they
+            # save and modified policy iteration is faster.
+            if mdp.S <= DENSE_LU_MAX_STATES or not mdp.is_sparse:
+                res = _policy_iteration(prob, V, max_iter or 500, count=count, method="auto:policy_iteration")
+            else:
+                res = _modified_policy_iteration(
+                    prob, V, max_iter or sweeps, count=count, method="auto:modified_policy_iteration"
+                )
         else:
             res = SolveResult(**{**res.__dict__, "method": "auto:value_iteration"})
     if not res.converged and raise_on_failure:
