@@ -14,12 +14,17 @@ import numbers
 import numpy as np
 
 __all__ = [
+    "ConvergenceError",
     "as_float_array",
     "check_gamma",
     "check_tau",
     "check_positive",
     "check_int",
 ]
+
+
+class ConvergenceError(RuntimeError):
+    """An iterative solver (Bellman or linear) stopped before certifying its tolerance."""
 
 
 def as_float_array(name, value, shape=None, *, finite=True, nonneg=False):
@@ -44,7 +49,7 @@ def as_float_array(name, value, shape=None, *, finite=True, nonneg=False):
         if arr.ndim != len(shape) or any(
             want is not None and got != want for got, want in zip(arr.shape, shape)
         ):
-            want_txt = "(" + ", ".join("*" if w is None else str(w) for w in shape) + ")"
+            want_txt = "(" + ", ".join("*" if w is None else str(w) for w in shape) + ("," if len(shape) == 1 else "") + ")"
             raise ValueError(f"{name} must have shape {want_txt}, got shape {arr.shape}")
     arr = np.ascontiguousarray(arr, dtype=np.float64)
     if finite and not np.all(np.isfinite(arr)):

@@ -28,7 +28,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from . import _kernels
-from ._validation import as_float_array, check_tau
+from ._validation import ConvergenceError, as_float_array, check_tau
 from .bellman import check_mdp, check_reward, sweep
 
 __all__ = ["evaluate", "occupancy", "PolicySystem", "policy_entropy", "DENSE_LU_MAX_STATES"]
@@ -38,10 +38,6 @@ DENSE_LU_MAX_STATES = 3000
 
 #: Tolerance on |sum_a pi(a|s) - 1|.
 POLICY_SUM_TOL = 1e-9
-
-
-class SolverError(RuntimeError):
-    """An iterative linear solve did not reach its certified tolerance."""
 
 
 def check_policy(mdp, pi, name="pi"):
@@ -70,7 +66,7 @@ class PolicySystem:
     Built once per policy and reused for several right-hand sides (values,
     occupancies, and later the implicit-differentiation solves).  ``solve``
     returns x with ``|b - (I - gamma P_pi) x|_inf <= rtol * |b|_inf`` (for the
-    transposed system, the same in the 1-norm), or raises :class:`SolverError`.
+    transposed system, the same in the 1-norm), or raises :class:`~exactbilevel.ConvergenceError`.
     """
 
     def __init__(self, mdp, pi, factor=True):
@@ -176,7 +172,7 @@ class PolicySystem:
             rnorm = np.linalg.norm(res, ord_)
         if rnorm <= target:
             return x
-        raise SolverError(
+        raise ConvergenceError(
             f"policy linear solve did not reach residual {target:.3g} after {maxiter} refinement "
             f"rounds (residual {rnorm:.3g}); gamma = {self.gamma} may be too close to 1 for the "
             "Krylov solver at this size"

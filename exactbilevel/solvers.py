@@ -68,7 +68,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._validation import as_float_array, check_int, check_positive, check_tau
+from ._validation import ConvergenceError, as_float_array, check_int, check_positive, check_tau
 from .bellman import check_mdp, check_reward, greedy, sweep
 from .evaluation import DENSE_LU_MAX_STATES, PolicySystem, policy_reward
 
@@ -88,10 +88,6 @@ MPI_BACKUPS = 20
 
 _EPS = np.finfo(np.float64).eps
 _ANDERSON_MEMORY = 5
-
-
-class ConvergenceError(RuntimeError):
-    """An iterative solver stopped before certifying its tolerance."""
 
 
 @dataclass(frozen=True)
