@@ -352,7 +352,7 @@ def test_from_gymnasium_hand_made_table():
     [
         (object(), {}, TypeError, r"transition table env.unwrapped.P"),
         (fake_env({0: {0: [(1.0, 0, 0.0, False)]}}), {}, ValueError, "has no initial_state_distrib; pass rho"),
-        (fake_env({0: {0: [(1.0, 0, 0.0, False)]}}), {"rho": [0.5, 0.5]}, ValueError, r"rho must have shape \(1\)"),
+        (fake_env({0: {0: [(1.0, 0, 0.0, False)]}}), {"rho": [0.5, 0.5]}, ValueError, r"rho must have shape \(1,\)"),
         (fake_env({1: {0: []}}), {"rho": [1.0]}, ValueError, "must have the states 0, ..., S-1"),
         (fake_env({0: {0: []}, 1: {1: []}}), {"rho": [1, 0]}, ValueError, r"P\[1\] must be a dict with the actions"),
         (fake_env({0: {0: [(1.0, 3, 0.0, False)]}}), {"rho": [1.0]}, ValueError, r"next state 3, not an int in \[0, 1\)"),
