@@ -38,6 +38,7 @@ def main(argv=None):
         print(sol.V.reshape(args.n, args.n))
         print("greedy policy:")
         print(grid.arrows(sol.pi))
+    print("\n(times include Numba compilation on the first run after an install; later runs load the cache)")
     return 0
 
 
