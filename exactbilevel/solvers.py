@@ -184,32 +184,15 @@ def _value_iteration(prob, V, max_iter, count=0, switch=False):
     return prob.result(V_hat, bound, count, "value_iteration")
 
 
-def _policy_iteration(prob, V, max_iter, count=0, method="policy_iteration"):
-    mdp, tau, gamma = prob.mdp, prob.tau, prob.gamma
-    Q, TV = prob.sweep(V)
-    count += 1
-    bound, V_hat = prob.certify(V, TV)
-    for _ in range(max_iter):
-        if bound <= prob.tol:
-            break
-        pi = greedy(Q, tau)
-        b = policy_reward(prob.r, pi, tau)
-        # inexact Newton: evaluate to a small fraction of the current residual,
-        # and never coarser than what the certificate needs at the end.
-        resid = float(np.abs(TV - V).max())
-        target = max(0.1 * prob.tol * (1.0 - gamma), 0.01 * (1.0 - gamma) * resid)
-        rtol = min(max(target / max(float(np.abs(b).max()), 1e-300), 1e-14), 1e-3)
-        V = PolicySystem(mdp, pi).solve(b, x0=V_hat, rtol=rtol)
-        Q, TV = prob.sweep(V)
-        count += 1
-        bound, V_hat = prob.certify(V, TV)
-    return prob.result(V_hat, bound, count, method)
+def _policy_iteration(prob, V, max_iter, count=0, method="policy_iteration", backups=None):
+    """Policy iteration (``backups=None``) or modified policy iteration.
 
-
-def _modified_policy_iteration(prob, V, max_iter, count=0, method="modified_policy_iteration"):
-    """Sparse MDPs: greedy (or softmax) policy from a sweep, then
-    ``MPI_BACKUPS`` backups ``V <- r_pi + tau H_pi + gamma P_pi V`` on the
-    compiled (S, S) policy matrix, each about 1/A of a sweep."""
+    Each step takes the greedy (softmax for tau > 0) policy of the last sweep
+    and evaluates it: to an accuracy tied to the current residual (inexact
+    Newton) by :meth:`PolicySystem.solve`, or, with ``backups = m``, by m
+    backups ``V <- r_pi + tau H_pi + gamma P_pi V`` on the compiled policy
+    matrix (each about 1/A of a sweep)."""
+    gamma = prob.gamma
     Q, TV = prob.sweep(V)
     count += 1
     bound, V_hat = prob.certify(V, TV)
@@ -217,7 +200,16 @@ def _modified_policy_iteration(prob, V, max_iter, count=0, method="modified_poli
         if bound <= prob.tol:
             break
         pi = greedy(Q, prob.tau)
-        V = PolicySystem(prob.mdp, pi, factor=False).backup(policy_reward(prob.r, pi, prob.tau), TV.copy(), MPI_BACKUPS)
+        b = policy_reward(prob.r, pi, prob.tau)
+        if backups is None:
+            # evaluate to a small fraction of the current residual, and never
+            # coarser than what the certificate needs at the end.
+            resid = float(np.abs(TV - V).max())
+            target = max(0.1 * prob.tol * (1.0 - gamma), 0.01 * (1.0 - gamma) * resid)
+            rtol = min(max(target / max(float(np.abs(b).max()), 1e-300), 1e-14), 1e-3)
+            V = PolicySystem(prob.mdp, pi).solve(b, x0=V_hat, rtol=rtol)
+        else:
+            V = PolicySystem(prob.mdp, pi, factor=False).backup(b, TV.copy(), backups)
         Q, TV = prob.sweep(V)
         count += 1
         bound, V_hat = prob.certify(V, TV)
@@ -308,7 +300,7 @@ def solve(mdp, r, tau=0.0, method="auto", tol=1e-10, V0=None, max_iter=None, rai
     elif name == "policy_iteration":
         res = _policy_iteration(prob, V, max_iter or 500)
     elif name == "modified_policy_iteration":
-        res = _modified_policy_iteration(prob, V, max_iter or sweeps)
+        res = _policy_iteration(prob, V, max_iter or sweeps, method=name, backups=MPI_BACKUPS)
     else:
         res = _value_iteration(prob, V, max_iter or sweeps, switch=True)
         if isinstance(res, tuple):
@@ -319,8 +311,9 @@ def solve(mdp, r, tau=0.0, method="auto", tol=1e-10, V0=None, max_iter=None, rai
             if mdp.S <= DENSE_LU_MAX_STATES or not mdp.is_sparse:
                 res = _policy_iteration(prob, V, max_iter or 500, count=count, method="auto:policy_iteration")
             else:
-                res = _modified_policy_iteration(
-                    prob, V, max_iter or sweeps, count=count, method="auto:modified_policy_iteration"
+                res = _policy_iteration(
+                    prob, V, max_iter or sweeps, count=count, method="auto:modified_policy_iteration",
+                    backups=MPI_BACKUPS,
                 )
         else:
             res = SolveResult(**{**res.__dict__, "method": "auto:value_iteration"})
