@@ -11,7 +11,7 @@ Then::
 
 Both systems are solved by :class:`PolicySystem`: a dense LU factorization when
 S <= ``DENSE_LU_MAX_STATES`` (exact to rounding), otherwise restarted GMRES on a
-compiled CSR matvec, right-preconditioned for sparse MDPs by one Gauss-Seidel
+compiled CSR matvec, preconditioned for sparse MDPs by one Gauss-Seidel
 sweep in flow order (each state after its most likely successor; dense MDPs
 above the threshold use unpreconditioned BLAS matvecs), with iterative
 refinement until the residual certifies the answer:
@@ -130,10 +130,11 @@ class PolicySystem:
     def solve(self, b, transpose=False, x0=None, rtol=1e-12, maxiter=50):
         """Solve the system; see the class docstring for the guarantee.
 
-        Large sparse systems: GMRES(50) right-preconditioned by one Gauss-Seidel
+        Large sparse systems: GMRES(50) preconditioned by one Gauss-Seidel
         sweep in flow order (:func:`~exactbilevel._kernels.flow_order`; reversed
-        for the transposed system), which solves near-deterministic policies
-        in a few iterations, with iterative refinement on the true residual.
+        for the transposed system), with iterative refinement on the true
+        residual.  On the 300 x 300 GridWorld at gamma = 0.99 this takes 110-230
+        GMRES iterations where the unpreconditioned solvers stall.
         """
         ord_ = 1 if transpose else np.inf
         b = np.ascontiguousarray(b, dtype=np.float64)
