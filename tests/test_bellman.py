@@ -308,3 +308,39 @@ def test_testing_helpers_docstring_examples():
     for module in (exactbilevel.testing, ref, ebst):
         failed, attempted = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert attempted > 0 and failed == 0, module.__name__
+
+
+# --------------------------------------------------------------------------- packed CSR forms
+
+
+@pytest.mark.parametrize(
+    "make, relative, coded",
+    [
+        (lambda: eb.envs.gridworld(n=40, actions=4, sparse=True).mdp, True, True),
+        (lambda: eb.envs.random_mdp(300, 3, successors=4, seed=2), True, False),
+        (lambda: eb.envs.random_mdp(40_000, 1, successors=2, seed=3), False, False),
+        (
+            lambda: eb.TabularMDP(
+                sp.csr_matrix(
+                    (np.full(40_000, 1.0), (np.arange(40_000), (np.arange(40_000) * 7919) % 40_000)),
+                    shape=(40_000, 40_000),
+                ),
+                0.9,
+            ),
+            False,
+            True,
+        ),
+    ],
+    ids=["grid-relative-coded", "random-relative-plain", "far-absolute-plain", "far-absolute-coded"],
+)
+def test_every_packed_form_equals_a_scipy_matvec(make, relative, coded):
+    mdp = make()
+    _, _, is_relative, codes, _ = mdp.packed
+    assert is_relative == relative and (codes.size > 0) == coded
+    rng = np.random.default_rng(0)
+    r = rng.normal(size=(mdp.S, mdp.A))
+    V = rng.normal(size=mdp.S)
+    Q, TV = bellman.sweep(mdp, r, V, 0.0)
+    Q_ref = r + mdp.gamma * (mdp.P @ V).reshape(mdp.S, mdp.A)  # scipy, independent of the kernel
+    np.testing.assert_allclose(Q, Q_ref, rtol=0, atol=1e-12 * (1 + np.abs(Q_ref).max()))
+    np.testing.assert_array_equal(TV, Q.max(axis=1))
