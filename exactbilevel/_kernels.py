@@ -301,3 +301,18 @@ def csr_backup(indptr, indices, data, b, gamma, x, out):
         for k in range(indptr[i], indptr[i + 1]):
             acc += data[k] * x[indices[k]]
         out[i] = b[i] + gamma * acc
+
+
+@njit(cache=True, parallel=True)
+def policy_reward(pi, r, tau, out):
+    """out[s] = sum_a pi[s, a] (r[s, a] - tau log pi[s, a]), with 0 log 0 = 0."""
+    S, A = pi.shape
+    for s in prange(S):
+        acc = 0.0
+        for a in range(A):
+            p = pi[s, a]
+            if p > 0.0:
+                acc += p * r[s, a]
+                if tau > 0.0:
+                    acc -= tau * p * np.log(p)
+        out[s] = acc

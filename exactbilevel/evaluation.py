@@ -31,7 +31,7 @@ from . import _kernels
 from ._validation import ConvergenceError, as_float_array, check_tau
 from .bellman import check_mdp, check_reward, sweep
 
-__all__ = ["evaluate", "occupancy", "PolicySystem", "policy_entropy", "DENSE_LU_MAX_STATES"]
+__all__ = ["evaluate", "occupancy", "PolicySystem", "policy_reward", "DENSE_LU_MAX_STATES"]
 
 #: Largest S for which policy systems are solved by a dense LU factorization.
 DENSE_LU_MAX_STATES = 3000
@@ -52,12 +52,6 @@ def check_policy(mdp, pi, name="pi"):
             "every row of a policy must be a distribution over actions"
         )
     return pi
-
-
-def policy_entropy(pi):
-    """H_pi(s) = -sum_a pi(a|s) log pi(a|s), with 0 log 0 = 0; shape (S,)."""
-    logs = np.log(pi, out=np.zeros_like(pi), where=pi > 0)
-    return -(pi * logs).sum(axis=1)
 
 
 class PolicySystem:
@@ -195,10 +189,10 @@ def evaluate(mdp, r, pi, tau=0.0):
 
 
 def policy_reward(r, pi, tau):
-    """b(s) = sum_a pi(a|s) r(s, a) + tau H_pi(s), the right-hand side of V^pi; shape (S,)."""
-    b = (pi * r).sum(axis=1)
-    if tau > 0.0:
-        b += tau * policy_entropy(pi)
+    """b(s) = sum_a pi(a|s) r(s, a) + tau H_pi(s), H_pi(s) = -sum_a pi log pi
+    (0 log 0 = 0): the right-hand side of V^pi; shape (S,).  Compiled."""
+    b = np.empty(pi.shape[0])
+    _kernels.policy_reward(pi, r, tau, b)
     return b
 
 

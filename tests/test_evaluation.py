@@ -191,3 +191,12 @@ def test_evaluate_and_occupancy_on_krylov_path(case):
     d_ref, _ = ref.occupancy_ref(P, pi, g, mdp.rho)
     # documented: |d - d^pi|_1 <= 1e-12
     assert np.abs(d - d_ref).sum() <= 1e-12 + 1e-14 * mdp.S / (1 - g)
+
+
+@settings(max_examples=examples(40))
+@given(ebst.mdps(max_states=12).flatmap(lambda m: st.tuples(st.just(m), ebst.policies(m), ebst.rewards(m), ebst.taus())))
+def test_policy_reward_equals_reference(case):
+    mdp, pi, r, tau = case
+    b = evaluation.policy_reward(r, pi, tau)
+    b_ref = (pi * r).sum(axis=1) + tau * ref.entropy_ref(pi)
+    np.testing.assert_allclose(b, b_ref, rtol=0, atol=1e-12 * (np.abs(r).max() + tau * np.log(mdp.A) + 1))
