@@ -153,20 +153,13 @@ def test_P_row_sum_within_tolerance_accepted():
     eb.TabularMDP(P, 0.9)
 
 
-def test_P_negative_entry_dense():
+@pytest.mark.parametrize("form", [np.asarray, csr], ids=["dense", "sparse"])
+def test_P_negative_entry(form):
     P = np.zeros((2, 1, 2))
     P[0, 0] = [1.5, -0.5]
     P[1, 0, 1] = 1.0
     with pytest.raises(ValueError, match=r"\bP\b"):
-        eb.TabularMDP(P, 0.9)
-
-
-def test_P_negative_entry_sparse():
-    P = np.zeros((2, 1, 2))
-    P[0, 0] = [1.5, -0.5]
-    P[1, 0, 1] = 1.0
-    with pytest.raises(ValueError, match=r"\bP\b"):
-        eb.TabularMDP(csr(P), 0.9)
+        eb.TabularMDP(form(P), 0.9)
 
 
 def test_P_nan_entry_dense():

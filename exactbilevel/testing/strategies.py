@@ -175,6 +175,14 @@ def _shape(mdp):
     return int(S), int(A)
 
 
+def _scales(scale):
+    """Log-uniform magnitudes from ``scale`` (a number or an interval of numbers > 0)."""
+    lo, hi = _interval("scale", scale, 0.0)
+    if lo <= 0.0:
+        raise InvalidArgument(f"scale must be > 0, got {scale!r}")
+    return _log_uniform(lo, hi)
+
+
 @st.composite
 def rewards(draw, mdp, scale=(1e-3, 1e6), ties=None):
     """``(S, A)`` float64 reward arrays for ``mdp`` (a TabularMDP or an ``(S, A)`` pair).
@@ -192,10 +200,7 @@ def rewards(draw, mdp, scale=(1e-3, 1e6), ties=None):
     >>> check()
     """
     S, A = _shape(mdp)
-    lo, hi = _interval("scale", scale, 0.0)
-    if lo <= 0.0:
-        raise InvalidArgument(f"scale must be > 0, got {scale!r}")
-    c = draw(_log_uniform(lo, hi))
+    c = draw(_scales(scale))
     kind = draw(st.sampled_from(["uniform", "normal", "integer", "sparse", "constant"]))
     tie = draw(st.booleans()) if ties is None else bool(ties)
     rng = np.random.default_rng(draw(seeds))
@@ -230,10 +235,7 @@ def values(draw, mdp, scale=(1e-3, 1e8)):
     >>> check()
     """
     S, _ = _shape(mdp)
-    lo, hi = _interval("scale", scale, 0.0)
-    if lo <= 0.0:
-        raise InvalidArgument(f"scale must be > 0, got {scale!r}")
-    c = draw(_log_uniform(lo, hi))
+    c = draw(_scales(scale))
     kind = draw(st.sampled_from(["uniform", "constant"]))
     rng = np.random.default_rng(draw(seeds))
     if kind == "constant":
