@@ -10,6 +10,12 @@ from .rewards import GaussianGoalReward, LinearReward, TabularReward
 from .bellman import bellman_operator, policy_from_q, q_values
 from .solvers import ConvergenceError, SolveResult, solve
 from .evaluation import evaluate, occupancy
+from .objectives import CallableObjective, DistributionMatchingObjective, OccupancyObjective
+from .gradients import (
+    Hypergradient, action_gap, expected_return, hypergradient, natural_policy_gradient,
+    optimal_return_gradient, policy_gradient, return_gradient, soft_advantage, softmax_policy,
+)
+from .penalty import Lagrangian, PenalizedPolicy, penalized_policy, penalty_lagrangian, value_penalty
 from . import envs
 
 __version__ = "0.1.0"
@@ -27,6 +33,24 @@ __all__ = [
     "ConvergenceError",
     "evaluate",
     "occupancy",
+    "OccupancyObjective",
+    "DistributionMatchingObjective",
+    "CallableObjective",
+    "softmax_policy",
+    "expected_return",
+    "soft_advantage",
+    "policy_gradient",
+    "natural_policy_gradient",
+    "return_gradient",
+    "optimal_return_gradient",
+    "hypergradient",
+    "Hypergradient",
+    "action_gap",
+    "value_penalty",
+    "penalty_lagrangian",
+    "Lagrangian",
+    "penalized_policy",
+    "PenalizedPolicy",
     "envs",
     "__version__",
 ]

@@ -1,11 +1,17 @@
 """Test helpers for exactbilevel and for code built on it.
 
-Two modules:
+Three modules:
 
 :mod:`exactbilevel.testing.strategies`
     Hypothesis strategies drawing tabular MDPs (dense and sparse), rewards,
     values, policies and entropy weights.  Importing it needs ``hypothesis``
     (the ``test`` extra); the rest of exactbilevel never imports hypothesis.
+
+:mod:`exactbilevel.testing.checks`
+    :func:`check_unbiased` (a statistical test that a stochastic estimator's
+    mean is an exact value, with a stated false-alarm rate) and
+    :func:`check_gradient` (finite differences); both are also importable
+    from ``exactbilevel.testing`` directly.
 
 :mod:`exactbilevel.testing.reference`
     Plain-numpy (no Numba) references for every exact computation of the
@@ -25,14 +31,15 @@ Example
 ...     assert P.shape == (mdp.S, mdp.A, mdp.S)
 >>> check()
 
-``reference`` is imported eagerly (it needs only numpy and scipy);
+``reference`` and ``checks`` are imported eagerly (it needs only numpy and scipy);
 ``strategies`` is imported on first attribute access, so that
 ``import exactbilevel.testing`` works without hypothesis installed.
 """
 
-from . import reference
+from . import checks, reference
+from .checks import GradientReport, UnbiasedReport, check_gradient, check_unbiased
 
-__all__ = ["reference", "strategies"]
+__all__ = ["reference", "strategies", "checks", "check_unbiased", "check_gradient", "UnbiasedReport", "GradientReport"]
 
 
 def __getattr__(name):

@@ -1,4 +1,5 @@
-"""Hypothesis strategies for tabular MDPs, rewards, values, policies and entropy weights.
+"""Hypothesis strategies for tabular MDPs, rewards, values, policies, entropy weights,
+upper-level points and objectives.
 
 Every strategy draws a few small choices (sizes, a kind, a scale) and an integer
 seed, and builds its arrays with numpy from that seed.  This keeps drawing fast
@@ -33,8 +34,10 @@ from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
 from ..mdp import TabularMDP
+from ..objectives import DistributionMatchingObjective, OccupancyObjective
+from ..rewards import GaussianGoalReward, LinearReward
 
-__all__ = ["mdps", "rewards", "values", "policies", "taus", "seeds"]
+__all__ = ["mdps", "rewards", "values", "policies", "taus", "seeds", "xs", "objectives"]
 
 #: Seeds for numpy Generators; they shrink to 0.
 seeds = st.integers(0, 2**32 - 1)
@@ -183,27 +186,7 @@ def _scales(scale):
     return _log_uniform(lo, hi)
 
 
-@st.composite
-def rewards(draw, mdp, scale=(1e-3, 1e6), ties=None):
-    """``(S, A)`` float64 reward arrays for ``mdp`` (a TabularMDP or an ``(S, A)`` pair).
-
-    A scale c is drawn log-uniformly from ``scale`` (a number fixes it), then
-    entries of size about c: uniform in [-c, c], normal, integer multiples of
-    c / 8, sparse (mostly zero), or constant.  With ``ties`` (drawn when None)
-    some states get exactly tied actions (one action's reward copied to others).
-
-    >>> from hypothesis import given, settings, strategies as st
-    >>> @settings(max_examples=5, deadline=None)
-    ... @given(rewards((3, 2), scale=1.0))
-    ... def check(r):
-    ...     assert r.shape == (3, 2) and abs(r).max() <= 8.0
-    >>> check()
-    """
-    S, A = _shape(mdp)
-    c = draw(_scales(scale))
-    kind = draw(st.sampled_from(["uniform", "normal", "integer", "sparse", "constant"]))
-    tie = draw(st.booleans()) if ties is None else bool(ties)
-    rng = np.random.default_rng(draw(seeds))
+def _reward_table(rng, S, A, c, kind, tie):
     if kind == "uniform":
         r = rng.uniform(-c, c, (S, A))
     elif kind == "normal":
@@ -221,6 +204,112 @@ def rewards(draw, mdp, scale=(1e-3, 1e6), ties=None):
             dst = rng.random(A) < 0.5
             r[s, dst] = r[s, src]
     return np.ascontiguousarray(r, dtype=np.float64)
+
+
+@st.composite
+def rewards(draw, mdp, d=None, scale=(1e-3, 1e6), ties=None):
+    """Rewards for ``mdp`` (a TabularMDP or an ``(S, A)`` pair).
+
+    With ``d=None``: ``(S, A)`` float64 reward tables.  A scale c is drawn
+    log-uniformly from ``scale`` (a number fixes it), then entries of size
+    about c: uniform in [-c, c], normal, integer multiples of c / 8, sparse
+    (mostly zero), or constant.  With ``ties`` (drawn when None) some states
+    get exactly tied actions (one action's reward copied to others).
+
+    With an int ``d >= 1``: reward *models* of parameter dimension d (the
+    protocol ``value(x)``, ``jacobian(x)``): an :class:`~exactbilevel.LinearReward`
+    whose features ``Psi[:, :, i]`` are such tables (dense features), or
+    one-hot features (each pair sees one coordinate of x, times c), or a
+    :class:`~exactbilevel.GaussianGoalReward` (nonlinear in x; state
+    coordinates uniform in [0, 4]^d, sigma log-uniform in [0.5, 2]; its
+    values lie in (0, 1], whatever ``scale``).  Draw x with :func:`xs`.
+
+    >>> from hypothesis import given, settings, strategies as st
+    >>> @settings(max_examples=5, deadline=None)
+    ... @given(rewards((3, 2), scale=1.0))
+    ... def check(r):
+    ...     assert r.shape == (3, 2) and abs(r).max() <= 8.0
+    >>> check()
+    >>> @settings(max_examples=5, deadline=None)
+    ... @given(rewards((3, 2), d=4))
+    ... def check_model(model):
+    ...     assert model.jacobian(np.zeros(4)).shape == (3, 2, 4)
+    >>> check_model()
+    """
+    S, A = _shape(mdp)
+    c = draw(_scales(scale))
+    kinds = ["uniform", "normal", "integer", "sparse", "constant"]
+    if d is None:
+        kind = draw(st.sampled_from(kinds))
+        tie = draw(st.booleans()) if ties is None else bool(ties)
+        return _reward_table(np.random.default_rng(draw(seeds)), S, A, c, kind, tie)
+    if int(d) < 1:
+        raise InvalidArgument(f"d must be None or an int >= 1, got {d!r}")
+    d = int(d)
+    model = draw(st.sampled_from(["linear", "one-hot", "gaussian"]))
+    if model == "gaussian":
+        sigma = draw(_log_uniform(0.5, 2.0))
+        rng = np.random.default_rng(draw(seeds))
+        return GaussianGoalReward(rng.uniform(0.0, 4.0, (S, d)), A, sigma)
+    if model == "one-hot":
+        rng = np.random.default_rng(draw(seeds))
+        Psi = np.zeros((S, A, d))
+        np.put_along_axis(Psi, rng.integers(d, size=(S, A, 1)), c, axis=2)
+        return LinearReward(Psi)
+    kind = draw(st.sampled_from(kinds))
+    tie = draw(st.booleans()) if ties is None else bool(ties)
+    rng = np.random.default_rng(draw(seeds))
+    return LinearReward(np.stack([_reward_table(rng, S, A, c, kind, tie) for _ in range(d)], axis=2))
+
+
+@st.composite
+def xs(draw, d, scale=(1e-2, 10.0)):
+    """Upper-level points: ``(d,)`` float64 vectors uniform in [-c, c] (c log-uniform
+    from ``scale``), or uniform in [0, 4]^d (where :func:`rewards` puts Gaussian bumps).
+
+    >>> from hypothesis import given, settings
+    >>> @settings(max_examples=3, deadline=None)
+    ... @given(xs(2))
+    ... def check(x):
+    ...     assert x.shape == (2,)
+    >>> check()
+    """
+    d = int(d)
+    if d < 1:
+        raise InvalidArgument(f"d must be >= 1, got {d!r}")
+    c = draw(_scales(scale))
+    box = draw(st.booleans())
+    rng = np.random.default_rng(draw(seeds))
+    return rng.uniform(0.0, 4.0, d) if box else rng.uniform(-c, c, d)
+
+
+@st.composite
+def objectives(draw, mdp, d=None, scale=(1e-2, 1e2)):
+    """Upper-level objectives for ``mdp``: an :class:`~exactbilevel.OccupancyObjective`
+    with a cost table drawn like :func:`rewards` (``scale`` its size), or a
+    :class:`~exactbilevel.DistributionMatchingObjective` to a Dirichlet target;
+    ``kappa`` 0 or log-uniform in [1e-3, 10]; ``center`` the origin, or (when
+    ``d`` is given) a random point of length d.
+
+    >>> from hypothesis import given, settings
+    >>> import exactbilevel as eb
+    >>> mdp = eb.envs.random_mdp(4, 2)
+    >>> @settings(max_examples=3, deadline=None)
+    ... @given(objectives(mdp, d=2))
+    ... def check(f):
+    ...     assert f.grad_pi(np.zeros(2), np.full((4, 2), 0.5)).shape == (4, 2)
+    >>> check()
+    """
+    kind = draw(st.sampled_from(["occupancy", "matching"]))
+    kappa = draw(st.one_of(st.just(0.0), _log_uniform(1e-3, 10.0)))
+    center = None
+    if d is not None:
+        center = draw(st.one_of(st.none(), xs(d)))
+    if kind == "occupancy":
+        return OccupancyObjective(mdp, draw(rewards(mdp, scale=scale)), kappa=kappa, center=center)
+    rng = np.random.default_rng(draw(seeds))
+    target = rng.standard_exponential(mdp.S)
+    return DistributionMatchingObjective(mdp, target / target.sum(), kappa=kappa, center=center)
 
 
 @st.composite

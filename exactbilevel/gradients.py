@@ -1,0 +1,363 @@
+"""Exact gradients and hyper-gradients (spec section 3).
+
+Returns and advantages, for a policy pi (S, A) and a reward table r (S, A)::
+
+    J_tau(pi)      = rho^T V^pi                       (V^pi entropy-regularized, spec section 2)
+    Atilde^pi(s,a) = Q^pi(s, a) - tau log pi(a|s) - V^pi(s)          (sum_a pi Atilde = 0)
+
+Softmax policy gradient and natural policy gradient, pi = softmax(theta) row by
+row (Mei et al. 2020, Lemma 10 form; Kakade 2001; Cen et al. 2021)::
+
+    dJ_tau/dtheta(s, a) = d^pi(s) pi(a|s) Atilde^pi(s, a) / (1 - gamma)
+    npg(s, a)           = Atilde^pi(s, a) / (1 - gamma)
+
+where ``npg`` solves ``F npg = dJ/dtheta`` for the per-state Fisher blocks
+``F_s = d^pi(s) (diag pi_s - pi_s pi_s^T)`` (it is the solution with
+``sum_a pi npg = 0``).
+
+Reward direction (Danskin; the entropy term does not depend on x), with the
+reward's Jacobian ``R_x`` (S, A, d)::
+
+    grad_x J_tau(x, pi) = R_x^T nu^pi / (1 - gamma)
+    grad_x J*_tau(x)    = R_x^T nu^{pi*_tau(x)} / (1 - gamma)
+
+Hyper-gradient of ``Phi_tau(x) = f(x, pi*_tau(x))`` for tau > 0 by implicit
+differentiation of the soft Bellman fixed point (spec section 3.1), with
+``M = I - gamma P_{pi*}``::
+
+    forward:  D_V = M^(-1) (sum_a pi* R_x)   (S, d);   D_Q = R_x + gamma P D_V
+              dpi*/dx (s, a) = pi*(a|s) (D_Q(s, a) - sum_b pi*(b|s) D_Q(s, b)) / tau
+              grad Phi_tau = grad_x f + sum_{s,a} grad_pi f(s, a) dpi*/dx(s, a)
+    adjoint:  G = pi* grad_pi f;   w = M^(-T) (gamma P^T G - sum_a G)
+              grad Phi_tau = grad_x f + R_x^T (G + pi* w) / tau
+
+The adjoint form costs one transposed solve whatever d is; the forward form d
+solves.  Linear systems go through :class:`~exactbilevel.evaluation.PolicySystem`
+(dense LU for small S, a preconditioned Krylov solver for large sparse MDPs: no
+dense S x S matrix).  Both forms share one lower-level solution.
+
+Accuracy: the lower level is solved to ``|V - V*_tau|_inf <= max(1e-12 * scale,
+2 * floor)`` with ``scale = (|r|_inf + tau log A) / (1 - gamma)`` (the float64
+floor of :func:`~exactbilevel.solve`); linear solves to relative residual 1e-12.
+The implicit term is a difference of O(1) terms divided by tau, so its rounding
+error grows like ``eps |R| |grad_pi f| / ((1 - gamma) tau)``: finite, no NaN,
+down to tau = 1e-8 (spec section 3.1 on the small-tau behaviour).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from . import solvers
+from ._validation import as_float_array, check_tau
+from .bellman import check_mdp, check_reward, sweep
+from .evaluation import PolicySystem, check_policy, policy_reward
+from .objectives import check_objective
+
+__all__ = [
+    "softmax_policy",
+    "expected_return",
+    "soft_advantage",
+    "policy_gradient",
+    "natural_policy_gradient",
+    "return_gradient",
+    "optimal_return_gradient",
+    "hypergradient",
+    "Hypergradient",
+    "action_gap",
+    "HYPERGRADIENT_FORMS",
+]
+
+HYPERGRADIENT_FORMS = ("adjoint", "forward")
+
+#: Relative accuracy of the lower-level solves made here (see the module docstring).
+LOWER_RTOL = 1e-12
+
+
+# -- inputs -------------------------------------------------------------------
+
+def check_theta(mdp, theta, name="theta"):
+    return as_float_array(name, theta, shape=(mdp.S, mdp.A))
+
+
+def log_softmax(theta):
+    """Row-wise ``log softmax(theta)`` with a max shift: finite for finite theta."""
+    z = theta - theta.max(axis=1, keepdims=True)
+    return z - np.log(np.sum(np.exp(z), axis=1, keepdims=True))
+
+
+def softmax_policy(theta):
+    """``pi = softmax(theta)`` row by row, shape ``(S, A)`` (max-shifted)."""
+    theta = as_float_array("theta", theta, shape=(None, None))
+    return np.exp(log_softmax(theta))
+
+
+def check_reward_model(reward, mdp, x):
+    """Validate a reward object at x: returns ``(x, r_x (S, A), R_x (S, A, d))``."""
+    for m in ("value", "jacobian"):
+        if not callable(getattr(reward, m, None)):
+            raise TypeError(
+                f"reward must have methods value(x) and jacobian(x) (e.g. eb.LinearReward); "
+                f"{type(reward).__name__} lacks {m}"
+            )
+    x = as_float_array("x", x)
+    if x.ndim != 1 or x.size == 0:
+        raise ValueError(f"x must be a non-empty vector, shape (d,), got shape {x.shape}")
+    r = check_reward(mdp, reward.value(x), name="reward.value(x)")
+    R = as_float_array("reward.jacobian(x)", reward.jacobian(x), shape=(mdp.S, mdp.A, x.size))
+    return x, r, R
+
+
+def _check_positive_tau(tau, what):
+    tau = check_tau(tau)
+    if tau == 0.0:
+        raise ValueError(
+            f"tau must be > 0 for {what}: pi*_0 is piecewise constant in x, so its derivative is 0 "
+            "or undefined; use tau > 0 (the entropy-regularized problem) or the penalty gradient"
+        )
+    return tau
+
+
+def lower_solve(mdp, r, tau, solution=None, V0=None):
+    """V*_tau to the accuracy of the module docstring, or ``solution`` after checking it."""
+    if solution is not None:
+        if not isinstance(solution, solvers.SolveResult):
+            raise TypeError(f"solution must be an eb.SolveResult from eb.solve, got {type(solution).__name__}")
+        if solution.tau != tau or solution.V.shape != (mdp.S,):
+            raise ValueError(
+                f"solution was computed for tau = {solution.tau} and S = {solution.V.shape[0]}, "
+                f"but tau = {tau} and S = {mdp.S} were asked; solve again or pass solution=None"
+            )
+        return solution
+    problem = solvers._Problem(mdp, r, tau, 1.0)
+    scale = (problem.r_abs + problem.ent) / (1.0 - mdp.gamma)
+    tol = max(LOWER_RTOL * scale, 2.0 * problem.floor(), 1e-300)
+    return solvers.solve(mdp, r, tau, tol=tol, V0=V0)
+
+
+# -- policy-level quantities ----------------------------------------------------
+
+def _evaluate(mdp, r, pi, tau, logpi=None, system=None):
+    """``(V, Q, Atilde, system)`` for validated inputs; ``logpi`` given when tau > 0."""
+    system = PolicySystem(mdp, pi) if system is None else system
+    V = system.solve(policy_reward(r, pi, tau))
+    Q, _ = sweep(mdp, r, V, 0.0)
+    A = Q - V[:, None] if tau == 0.0 else Q - tau * logpi - V[:, None]
+    return V, Q, A, system
+
+
+def _state_occupancy(mdp, system):
+    return (1.0 - mdp.gamma) * system.solve(mdp.rho, transpose=True)
+
+
+def _logpi(pi, tau):
+    """log pi, which the entropy terms need for tau > 0: pi must have full support."""
+    if tau == 0.0:
+        return None
+    zero = np.argwhere(pi == 0.0)
+    if zero.size:
+        s, a = (int(i) for i in zero[0])
+        raise ValueError(
+            f"pi[{s}, {a}] = 0, but tau > 0 needs log pi; pass logits theta "
+            "(eb.policy_gradient) or a policy with every entry > 0"
+        )
+    return np.log(pi)
+
+
+def expected_return(mdp, r, pi, tau=0.0):
+    """``J_tau(pi) = rho^T V^pi``: the entropy-regularized expected discounted return (a float)."""
+    check_mdp(mdp)
+    r, pi, tau = check_reward(mdp, r), check_policy(mdp, pi), check_tau(tau)
+    system = PolicySystem(mdp, pi)
+    return float(mdp.rho @ system.solve(policy_reward(r, pi, tau)))
+
+
+def soft_advantage(mdp, r, pi, tau=0.0):
+    """``Atilde^pi(s, a) = Q^pi(s, a) - tau log pi(a|s) - V^pi(s)``, shape ``(S, A)``.
+
+    ``sum_a pi(a|s) Atilde(s, a) = 0``.  For tau > 0, pi must have every entry
+    > 0 (the log); for tau = 0 this is the ordinary advantage.
+    """
+    check_mdp(mdp)
+    r, pi, tau = check_reward(mdp, r), check_policy(mdp, pi), check_tau(tau)
+    return _evaluate(mdp, r, pi, tau, _logpi(pi, tau))[2]
+
+
+def _policy_gradient(mdp, r, theta, tau, natural):
+    logpi = log_softmax(theta)
+    pi = np.exp(logpi)
+    _, _, A, system = _evaluate(mdp, r, pi, tau, logpi)
+    if natural:
+        return A / (1.0 - mdp.gamma)
+    d = _state_occupancy(mdp, system)
+    return d[:, None] * pi * A / (1.0 - mdp.gamma)
+
+
+def policy_gradient(mdp, r, theta, tau=0.0):
+    """``dJ_tau/dtheta (s, a) = d^pi(s) pi(a|s) Atilde^pi(s, a) / (1 - gamma)``, shape ``(S, A)``.
+
+    ``pi = softmax(theta)`` (logits theta of shape ``(S, A)``); log pi is taken
+    from the logits, so tiny probabilities are no problem.
+    """
+    check_mdp(mdp)
+    return _policy_gradient(mdp, check_reward(mdp, r), check_theta(mdp, theta), check_tau(tau), False)
+
+
+def natural_policy_gradient(mdp, r, theta, tau=0.0):
+    """``Atilde^pi / (1 - gamma)``, shape ``(S, A)``: the natural policy gradient of softmax logits.
+
+    It satisfies ``d^pi(s) (diag pi_s - pi_s pi_s^T) npg(s) = dJ_tau/dtheta(s)``
+    for every state (Fisher blocks; module docstring), with ``sum_a pi npg = 0``.
+    ``theta += eta * npg`` is the NPG step; ``eta = (1 - gamma) / tau`` is soft
+    policy iteration (Cen et al. 2021).
+    """
+    check_mdp(mdp)
+    return _policy_gradient(mdp, check_reward(mdp, r), check_theta(mdp, theta), check_tau(tau), True)
+
+
+# -- reward direction -------------------------------------------------------------
+
+def _reward_gradient(mdp, R, pi, system=None):
+    """``R^T nu^pi / (1 - gamma)`` for validated inputs."""
+    system = PolicySystem(mdp, pi) if system is None else system
+    nu = _state_occupancy(mdp, system)[:, None] * pi
+    return np.einsum("sa,sad->d", nu, R) / (1.0 - mdp.gamma)
+
+
+def return_gradient(mdp, reward, x, pi):
+    """``grad_x J_tau(x, pi) = R_x^T nu^pi / (1 - gamma)``, shape ``(d,)`` (any tau: the
+    entropy term does not depend on x)."""
+    check_mdp(mdp)
+    x, _, R = check_reward_model(reward, mdp, x)
+    return _reward_gradient(mdp, R, check_policy(mdp, pi))
+
+
+def optimal_return_gradient(mdp, reward, x, tau, solution=None, V0=None):
+    """``grad_x J*_tau(x) = R_x^T nu^{pi*_tau(x)} / (1 - gamma)`` (Danskin), shape ``(d,)``.
+
+    tau = 0 gives a gradient only where pi*_0(x) is unique (otherwise a
+    supergradient: the first argmax policy's).  ``solution``: a SolveResult at
+    this x and tau to reuse; ``V0``: a warm start for the solve.
+    """
+    check_mdp(mdp)
+    x, r, R = check_reward_model(reward, mdp, x)
+    tau = check_tau(tau)
+    sol = lower_solve(mdp, r, tau, solution, V0)
+    return _reward_gradient(mdp, R, sol.pi)
+
+
+# -- hyper-gradient -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Hypergradient:
+    """Full output of :func:`hypergradient` (``full_output=True``); arrays read-only.
+
+    Attributes
+    ----------
+    grad : (d,) grad Phi_tau(x).
+    phi : Phi_tau(x) = f(x, pi*_tau(x)).
+    grad_x_f : (d,) the explicit part, grad_x f(x, pi*).
+    implicit : (d,) grad - grad_x_f, the part through pi*_tau(x).
+    pi : (S, A) pi*_tau(x).
+    dpi_dx : (S, A, d) d pi*/dx (forward form); None for the adjoint form.
+    form : "adjoint" or "forward".
+    solution : the lower-level SolveResult.
+    """
+
+    grad: np.ndarray
+    phi: float
+    grad_x_f: np.ndarray
+    implicit: np.ndarray
+    pi: np.ndarray
+    dpi_dx: np.ndarray | None
+    form: str
+    solution: object
+
+    def __post_init__(self):
+        for v in (self.grad, self.grad_x_f, self.implicit, self.pi, self.dpi_dx):
+            if v is not None:
+                v.setflags(write=False)
+
+
+def _next_expectation(mdp, X):
+    """``(P X)(s, a, ...) = sum_s' P(s'|s, a) X(s', ...)`` for X of shape (S, k): (S, A, k)."""
+    if mdp.is_sparse:
+        out = mdp.P @ X
+    else:
+        out = mdp.P.reshape(mdp.S * mdp.A, mdp.S) @ X
+    return out.reshape(mdp.S, mdp.A, X.shape[1])
+
+
+def _pull_back(mdp, G):
+    """``(P^T G)(s') = sum_{s,a} P(s'|s, a) G(s, a)``, shape (S,)."""
+    if mdp.is_sparse:
+        return mdp.P.T @ G.ravel()
+    return G.ravel() @ mdp.P.reshape(mdp.S * mdp.A, mdp.S)
+
+
+def hypergradient(mdp, reward, objective, x, tau, *, form="adjoint", solution=None, V0=None,
+                  full_output=False):
+    """Exact gradient of ``Phi_tau(x) = f(x, pi*_tau(x))`` by implicit differentiation.
+
+    Parameters
+    ----------
+    mdp : TabularMDP (dense or sparse)
+    reward : object with ``value(x)`` (S, A) and ``jacobian(x)`` (S, A, d)
+    objective : object with ``value``, ``grad_x``, ``grad_pi`` (see :mod:`exactbilevel.objectives`)
+    x : (d,) upper-level point
+    tau : float > 0 (tau = 0 is a ValueError: pi*_0 is piecewise constant in x)
+    form : "adjoint" (one transposed solve) or "forward" (d solves; gives dpi*/dx)
+    solution : SolveResult of ``solve(mdp, reward.value(x), tau)`` to reuse (it is trusted to be at this x)
+    V0 : (S,) warm start for the lower-level solve
+    full_output : return a :class:`Hypergradient` instead of the gradient
+
+    Returns
+    -------
+    grad Phi_tau(x), shape ``(d,)`` (formulas and accuracy in the module docstring).
+    """
+    check_mdp(mdp)
+    check_objective(objective, mdp)
+    x, r, R = check_reward_model(reward, mdp, x)
+    tau = _check_positive_tau(tau, "a hyper-gradient")
+    if form not in HYPERGRADIENT_FORMS:
+        raise ValueError(f"form must be one of {HYPERGRADIENT_FORMS}, got {form!r}")
+    sol = lower_solve(mdp, r, tau, solution, V0)
+    pi = np.array(sol.pi)
+    g_pi = as_float_array("objective.grad_pi(x, pi)", objective.grad_pi(x, pi), shape=(mdp.S, mdp.A))
+    g_x = as_float_array("objective.grad_x(x, pi)", objective.grad_x(x, pi), shape=(x.size,))
+    system = PolicySystem(mdp, pi)
+    dpi = None
+    if form == "forward":
+        R_pi = np.einsum("sa,sad->sd", pi, R)
+        D_V = np.column_stack([system.solve(np.ascontiguousarray(R_pi[:, j])) for j in range(x.size)])
+        D_Q = R + mdp.gamma * _next_expectation(mdp, D_V)
+        dpi = pi[:, :, None] * (D_Q - np.einsum("sa,sad->sd", pi, D_Q)[:, None, :]) / tau
+        implicit = np.einsum("sa,sad->d", g_pi, dpi)
+    else:
+        G = pi * g_pi
+        w = system.solve(mdp.gamma * _pull_back(mdp, G) - G.sum(axis=1), transpose=True)
+        implicit = np.einsum("sad,sa->d", R, G + pi * w[:, None]) / tau
+    grad = g_x + implicit
+    if not full_output:
+        return grad
+    return Hypergradient(grad=grad, phi=float(objective.value(x, pi)), grad_x_f=g_x, implicit=implicit,
+                         pi=pi, dpi_dx=dpi, form=form, solution=sol)
+
+
+def action_gap(mdp, reward, x, solution=None):
+    """Smallest action gap of ``Q*_0(x)``: ``min_s (Q*(s, a_1) - Q*(s, a_2))`` for the best
+    and second-best actions (0 when some state has tied optimal actions; inf when A = 1).
+
+    The implicit term of the hyper-gradient peaks near tau ~ this gap (spec
+    section 3.1).  ``solution``: a tau = 0 SolveResult at this x to reuse.
+    Accurate to ``2 gamma`` times the solve's error bound.
+    """
+    check_mdp(mdp)
+    x, r, _ = check_reward_model(reward, mdp, x)
+    if mdp.A == 1:
+        return float("inf")
+    Q = lower_solve(mdp, r, 0.0, solution).Q
+    top2 = np.partition(Q, mdp.A - 2, axis=1)[:, -2:]
+    return float(np.min(top2[:, 1] - top2[:, 0]))

@@ -1,0 +1,257 @@
+"""Upper-level objectives f(x, pi) (spec sections 1 and 3).
+
+An objective is a protocol, not a class hierarchy: any object with
+
+* ``value(x, pi) -> float``;
+* ``grad_x(x, pi) -> ndarray (d,)``: the partial gradient in x at fixed pi;
+* ``grad_pi(x, pi) -> ndarray (S, A)``: the partial derivatives
+  ``df / dpi(a|s)``, each entry of pi treated as a free coordinate (no simplex
+  projection; the softmax Jacobian of :func:`grad_theta` removes the part
+  normal to the simplex);
+
+can be passed wherever the package expects one.  Shipped here:
+
+:class:`OccupancyObjective`
+    ``f = <nu^pi, c> + psi(x)``, linear in the state-action occupancy;
+    ``df/dpi(a|s) = d^pi(s) Q_c^pi(s, a)`` with ``Q_c^pi = c + gamma P V_c^pi``
+    and ``V_c^pi = (I - gamma P_pi)^(-1) c_pi``: the policy-gradient theorem for
+    the cost c (Sutton et al. 2000, written for the occupancy ``nu`` that sums
+    to 1).
+:class:`DistributionMatchingObjective`
+    ``f = |d^pi - target|_2^2 + psi(x)``; by the chain rule through
+    ``d = (1 - gamma)(I - gamma P_pi^T)^(-1) rho``, ``df/dpi`` is the gradient
+    of ``<nu^pi, c>`` for the state cost ``c(s, a) = 2 (d^pi(s) - target(s))``
+    held fixed.
+:class:`CallableObjective`
+    wraps three user callables and checks the shapes they return.
+
+``psi(x) = kappa/2 |x - center|^2`` (spec section 6.1; ``center`` None means
+the origin, whatever the length of x) for the two built-in objectives.
+
+All policies are validated (shape ``(S, A)``, rows on the simplex to 1e-9).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ._validation import _real_scalar, as_float_array
+from .bellman import check_mdp, sweep
+from .evaluation import PolicySystem, check_policy
+
+__all__ = [
+    "OccupancyObjective",
+    "DistributionMatchingObjective",
+    "CallableObjective",
+    "check_objective",
+    "grad_theta",
+]
+
+
+def _check_x(x):
+    arr = as_float_array("x", x)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"x must be a non-empty vector, shape (d,), got shape {arr.shape}")
+    return arr
+
+
+def _frozen(arr):
+    arr = np.array(arr, dtype=np.float64)
+    arr.setflags(write=False)
+    return arr
+
+
+def grad_theta(pi, g_pi):
+    """Softmax chain rule: ``g_theta(s, a) = pi(a|s) (g_pi(s, a) - sum_b pi(b|s) g_pi(s, b))``.
+
+    ``pi = softmax(theta)`` row by row; ``g_pi`` is ``df/dpi`` (S, A), the
+    result ``df/dtheta`` (S, A).  Inputs are assumed validated.
+    """
+    return pi * (g_pi - np.sum(pi * g_pi, axis=1, keepdims=True))
+
+
+class _Quadratic:
+    """``psi(x) = kappa/2 |x - center|^2`` and its gradient (mixin for objectives)."""
+
+    def _init_psi(self, kappa, center):
+        kappa = _real_scalar("kappa", kappa)
+        if kappa < 0:
+            raise ValueError(f"kappa must be >= 0 (the weight of kappa/2 |x - center|^2), got {kappa}")
+        object.__setattr__(self, "kappa", kappa)
+        if center is not None:
+            center = as_float_array("center", center)
+            if center.ndim != 1 or center.size == 0:
+                raise ValueError(f"center must be a non-empty vector, shape (d,), got shape {center.shape}")
+            center = _frozen(center)
+        object.__setattr__(self, "center", center)
+
+    def _diff(self, x):
+        x = _check_x(x)
+        if self.center is None:
+            return x
+        if x.shape != self.center.shape:
+            raise ValueError(
+                f"x must have the length of center, d = {self.center.size}, got shape {x.shape}"
+            )
+        return x - self.center
+
+    def psi(self, x):
+        """``kappa/2 |x - center|^2``."""
+        z = self._diff(x)
+        return 0.5 * self.kappa * float(z @ z)
+
+    def grad_x(self, x, pi):
+        """``kappa (x - center)``: pi enters f only through the occupancy term."""
+        self._policy(pi)
+        return self.kappa * self._diff(x)
+
+    def _policy(self, pi):
+        return check_policy(self.mdp, pi)
+
+    def _occupancy(self, pi):
+        """``(system, d^pi)``: the :class:`PolicySystem` of pi and its state occupancy."""
+        system = PolicySystem(self.mdp, pi)
+        return system, (1.0 - self.mdp.gamma) * system.solve(self.mdp.rho, transpose=True)
+
+    def _cost_gradient(self, system, d, pi, c):
+        """``d^pi(s) Q_c^pi(s, a)`` for a cost c (S, A): one more solve with ``system``."""
+        Vc = system.solve(np.sum(pi * c, axis=1))
+        Qc, _ = sweep(self.mdp, np.ascontiguousarray(c), Vc, 0.0)
+        return d[:, None] * Qc
+
+
+@dataclass(frozen=True, eq=False)
+class OccupancyObjective(_Quadratic):
+    """``f(x, pi) = <nu^pi, c> + kappa/2 |x - center|^2`` (spec section 3).
+
+    ``nu^pi(s, a) = d^pi(s) pi(a|s)`` sums to 1, so ``<nu^pi, c>`` is the
+    normalized discounted cost ``(1 - gamma) E[sum_t gamma^t c(s_t, a_t)]``.
+
+    ``grad_pi f(s, a) = d^pi(s) Q_c^pi(s, a)``; ``grad_x f = kappa (x - center)``.
+
+    Parameters
+    ----------
+    mdp : TabularMDP
+    cost : (S, A) finite array c (e.g. +1 on hazard cells, -1 on targets).
+    kappa : float >= 0.
+    center : (d,) array or None (the origin).
+    """
+
+    mdp: object
+    cost: np.ndarray
+    kappa: float = 0.0
+    center: np.ndarray | None = None
+
+    def __post_init__(self):
+        check_mdp(self.mdp)
+        object.__setattr__(self, "cost", _frozen(as_float_array("cost", self.cost, shape=(self.mdp.S, self.mdp.A))))
+        self._init_psi(self.kappa, self.center)
+
+    def value(self, x, pi):
+        pi = self._policy(pi)
+        _, d = self._occupancy(pi)
+        return float(d @ np.sum(pi * self.cost, axis=1)) + self.psi(x)
+
+    def grad_pi(self, x, pi):
+        self._diff(x)
+        pi = self._policy(pi)
+        return self._cost_gradient(*self._occupancy(pi), pi, self.cost)
+
+
+@dataclass(frozen=True, eq=False)
+class DistributionMatchingObjective(_Quadratic):
+    """``f(x, pi) = |d^pi - target|_2^2 + kappa/2 |x - center|^2``.
+
+    ``grad_pi f(s, a) = d^pi(s) Q_g^pi(s, a)`` for the state cost
+    ``g(s) = 2 (d^pi(s) - target(s))`` (chain rule through d^pi; see the module
+    docstring); ``grad_x f = kappa (x - center)``.
+
+    Parameters
+    ----------
+    mdp : TabularMDP
+    target : (S,) state distribution (>= 0, sums to 1 within 1e-9).
+    kappa, center : as for :class:`OccupancyObjective`.
+    """
+
+    mdp: object
+    target: np.ndarray
+    kappa: float = 0.0
+    center: np.ndarray | None = None
+
+    def __post_init__(self):
+        check_mdp(self.mdp)
+        target = as_float_array("target", self.target, shape=(self.mdp.S,), nonneg=True)
+        if abs(target.sum() - 1.0) > 1e-9:
+            raise ValueError(f"target must sum to 1 (a state distribution), got sum {target.sum()!r}")
+        object.__setattr__(self, "target", _frozen(target))
+        self._init_psi(self.kappa, self.center)
+
+    def value(self, x, pi):
+        _, d = self._occupancy(self._policy(pi))
+        z = d - self.target
+        return float(z @ z) + self.psi(x)
+
+    def grad_pi(self, x, pi):
+        self._diff(x)
+        pi = self._policy(pi)
+        system, d = self._occupancy(pi)
+        c = np.repeat((2.0 * (d - self.target))[:, None], self.mdp.A, axis=1)
+        return self._cost_gradient(system, d, pi, c)
+
+
+@dataclass(frozen=True, eq=False)
+class CallableObjective:
+    """An objective from three callables ``value(x, pi)``, ``grad_x(x, pi)``, ``grad_pi(x, pi)``.
+
+    Each call validates pi against ``mdp`` and checks what the callable returns:
+    a finite float, a finite ``(d,)`` vector (``d = len(x)``), a finite ``(S, A)``
+    array; anything else raises ``ValueError`` naming the callable.
+    """
+
+    mdp: object
+    value_fn: object
+    grad_x_fn: object
+    grad_pi_fn: object
+
+    def __post_init__(self):
+        check_mdp(self.mdp)
+        for name in ("value_fn", "grad_x_fn", "grad_pi_fn"):
+            if not callable(getattr(self, name)):
+                raise TypeError(f"{name} must be callable (x, pi) -> ..., got {type(getattr(self, name)).__name__}")
+
+    def _args(self, x, pi):
+        return _check_x(x), check_policy(self.mdp, pi)
+
+    def value(self, x, pi):
+        out = np.asarray(self.value_fn(*self._args(x, pi)), dtype=np.float64)
+        if out.shape != () or not np.isfinite(out):
+            raise ValueError(f"value_fn must return a finite scalar, got {out!r}")
+        return float(out)
+
+    def grad_x(self, x, pi):
+        x, pi = self._args(x, pi)
+        return as_float_array("grad_x_fn(x, pi)", self.grad_x_fn(x, pi), shape=(x.size,))
+
+    def grad_pi(self, x, pi):
+        x, pi = self._args(x, pi)
+        return as_float_array("grad_pi_fn(x, pi)", self.grad_pi_fn(x, pi), shape=(self.mdp.S, self.mdp.A))
+
+
+def check_objective(objective, mdp=None):
+    """``objective`` must have callable ``value``, ``grad_x`` and ``grad_pi``
+    (and, when it has an ``mdp`` attribute and ``mdp`` is given, the same S and A)."""
+    missing = [m for m in ("value", "grad_x", "grad_pi") if not callable(getattr(objective, m, None))]
+    if missing:
+        raise TypeError(
+            f"objective must have methods value(x, pi), grad_x(x, pi) and grad_pi(x, pi); "
+            f"{type(objective).__name__} lacks {', '.join(missing)} (wrap callables in eb.CallableObjective)"
+        )
+    own = getattr(objective, "mdp", None)
+    if mdp is not None and own is not None and (own.S, own.A) != (mdp.S, mdp.A):
+        raise ValueError(
+            f"objective was built for an MDP with (S, A) = ({own.S}, {own.A}), "
+            f"but mdp has ({mdp.S}, {mdp.A})"
+        )
+    return objective
