@@ -40,3 +40,12 @@ def test_main_job_prints_certified_solutions_and_arrows(capsys):
     r = eb.GaussianGoalReward(grid.coords, grid.mdp.A).value(np.array([3.0, 3.0]))
     V = eb.solve(grid.mdp, r).V
     assert f"{V[0]:.2f}" in out
+
+
+def test_readme_python_examples_run():
+    """The README's Python blocks run, in order, in one namespace (their asserts included)."""
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert len(blocks) >= 3
+    namespace = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)
