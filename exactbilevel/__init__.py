@@ -16,7 +16,12 @@ from .gradients import (
     optimal_return_gradient, policy_gradient, return_gradient, soft_advantage, softmax_policy,
 )
 from .penalty import Lagrangian, PenalizedPolicy, penalized_policy, penalty_lagrangian, value_penalty
-from . import envs
+from .problem import BilevelProblem
+from .actor_critic import ActorCriticConfig, ScheduleWarning
+from .trace import Trace
+from .rates import RateFit, fit_rate, rate_table
+from .runner import run
+from . import envs, schedules
 
 __version__ = "0.1.0"
 
@@ -52,5 +57,14 @@ __all__ = [
     "penalized_policy",
     "PenalizedPolicy",
     "envs",
+    "schedules",
+    "BilevelProblem",
+    "ActorCriticConfig",
+    "ScheduleWarning",
+    "Trace",
+    "run",
+    "fit_rate",
+    "RateFit",
+    "rate_table",
     "__version__",
 ]

@@ -18,10 +18,13 @@ for small problems (dense S x S solves, plain loops).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import scipy.special
 
 __all__ = [
+    "actor_critic_steps_ref",
     "dense_kernel",
     "q_values_ref",
     "bellman_ref",
@@ -198,3 +201,103 @@ def policy_iteration_ref(P, r, gamma, tau=0.0, max_iter=1000, refine=2):
         else:
             raise RuntimeError(f"policy_iteration_ref did not stop in {max_iter} iterations")
     return V, residual_ref(P, r, V, gamma, tau) / (1.0 - gamma)
+
+
+def actor_critic_steps_ref(P, rho, gamma, reward, cost, kappa, center, lo, hi, schedules, state, sampling,
+                           chains, batch, natural, rng):
+    """The sampled loop of :mod:`exactbilevel.actor_critic` written plainly (Python loops over the
+    steps, numpy inside), drawing from ``rng`` in the same order as the compiled kernel, so both
+    give the same samples from the same seed.
+
+    ``P`` dense (S, A, S); ``reward`` the reward object (``value``/``jacobian`` at x);
+    ``schedules`` a dict of arrays tau, lam, alpha, beta, zeta (one entry per step); ``state``
+    a dict of arrays x, theta, phi, Qtheta, Qphi, Qc, updated in place; ``sampling`` "iid" or
+    "markov"; ``chains`` a list of two chain states (Markov), updated in place.  Returns the
+    number of environment transitions.
+    """
+    S, A = state["theta"].shape
+    rho_cdf = np.cumsum(rho)
+    cdfs = {}
+
+    def search(cdf, u):
+        return min(int(np.searchsorted(cdf, u, side="right")), cdf.size - 1)
+
+    def lse(row):
+        m = max(row)
+        return m + math.log(sum(math.exp(v - m) for v in row))
+
+    def action(logits, s):
+        u, c, z = rng.random(), 0.0, lse(logits[s])
+        for a in range(A - 1):
+            c += math.exp(logits[s, a] - z)
+            if u < c:
+                return a
+        return A - 1
+
+    def step(s, a):
+        if (s, a) not in cdfs:
+            nz = np.flatnonzero(P[s, a])
+            cdfs[s, a] = (nz, np.cumsum(P[s, a, nz]))
+        nz, cdf = cdfs[s, a]
+        return int(nz[search(cdf, rng.random())])
+
+    transitions = 0
+
+    def draw(logits, i):
+        nonlocal transitions
+        if sampling == "iid":
+            s = search(rho_cdf, rng.random())
+            while rng.random() < gamma:
+                s = step(s, action(logits, s))
+                transitions += 1
+        else:
+            s = chains[i]
+        a = action(logits, s)
+        s2 = step(s, a)
+        transitions += 1
+        a2 = action(logits, s2)
+        if sampling == "markov":
+            chains[i] = s2 if rng.random() < gamma else search(rho_cdf, rng.random())
+        return s, a, s2, a2
+
+    def logpi(logits, s):
+        return logits[s] - lse(logits[s])
+
+    def adv(Q, logits, s, tau):
+        v = Q[s] - tau * logpi(logits, s)
+        return v - np.exp(logpi(logits, s)) @ v
+
+    st = state
+    for t in range(len(schedules["tau"])):
+        tau, lam, al, be, ze = (schedules[n][t] for n in ("tau", "lam", "alpha", "beta", "zeta"))
+        x0 = st["x"].copy()
+        r, R = reward.value(x0), reward.jacobian(x0)
+        samples = [(draw(st["phi"], 0), draw(st["theta"], 1)) for _ in range(batch)]
+        tds = []
+        for (s, a, u, v), (p, b, q, w) in samples:
+            tds.append((
+                r[s, a] + gamma * (st["Qphi"][u, v] - tau * logpi(st["phi"], u)[v]) - st["Qphi"][s, a],
+                r[p, b] + gamma * (st["Qtheta"][q, w] - tau * logpi(st["theta"], q)[w]) - st["Qtheta"][p, b],
+                cost[p, b] + gamma * st["Qc"][q, w] - st["Qc"][p, b],
+            ))
+        for ((s, a, _, _), (p, b, _, _)), (d1, d2, d3) in zip(samples, tds):
+            st["Qphi"][s, a] += be / batch * d1
+            st["Qtheta"][p, b] += be / batch * d2
+            st["Qc"][p, b] += be / batch * d3
+        incs = []
+        for (s, a, _, _), (p, b, _, _) in samples:
+            a_phi = adv(st["Qphi"], st["phi"], s, tau)
+            a_th = adv(st["Qtheta"], st["theta"], p, tau) / (1 - gamma) - adv(st["Qc"], st["theta"], p, 0.0) / lam
+            if natural:
+                incs.append((al / (1 - gamma) / batch * a_phi, al / batch * a_th))
+            else:
+                e_a, e_b = np.eye(A)[a], np.eye(A)[b]
+                incs.append((al / (1 - gamma) / batch * (e_a - np.exp(logpi(st["phi"], s))) * a_phi[a],
+                             al / batch * (e_b - np.exp(logpi(st["theta"], p))) * a_th[b]))
+        for ((s, _, _, _), (p, _, _, _)), (i_phi, i_th) in zip(samples, incs):
+            st["phi"][s] += i_phi
+            st["theta"][p] += i_th
+        g = sum(R[s, a] - R[p, b] for (s, a, _, _), (p, b, _, _) in samples)
+        gx = kappa * (x0 - center) + lam / (1 - gamma) * g / batch
+        st["x"][:] = np.clip(x0 - ze * gx, lo, hi)
+    return transitions

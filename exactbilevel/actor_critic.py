@@ -1,0 +1,320 @@
+"""The regularized single-loop actor-critic of spec section 4 (Zeng, Bhatt, Ganesh, Koppel,
+arXiv 2601.16399), with its variants as parameters of one configuration.
+
+State: x; logits theta (penalized policy) and phi (tracks pi*_tau(x)); soft-Q
+critics Qtheta, Qphi and the cost critic Qc.  Step k, with tau_k, lam_k and the
+step sizes beta_k (critics) >= alpha_k (actors) >= zeta_k (upper)::
+
+    (s, a, s', a') ~ d^{pi_phi} x pi_phi x P x pi_phi;  (s~, a~, s~', a~') likewise under pi_theta
+    Qphi(s,a)    += beta [ r(s,a) + gamma (Qphi(s',a') - tau log pi_phi(a'|s')) - Qphi(s,a) ]
+    Qtheta(s~,a~) += beta [ r(s~,a~) + gamma (Qtheta(s~',a~') - tau log pi_theta(a~'|s~')) - Qtheta(s~,a~) ]
+    Qc(s~,a~)    += beta [ c(s~,a~) + gamma Qc(s~',a~') - Qc(s~,a~) ]
+    phi(s, .)    += alpha / (1-gamma) (e_a - pi_phi(.|s)) Ahat_phi(s, a)
+    theta(s~, .) += alpha (e_a~ - pi_theta(.|s~)) [ Ahat_theta(s~,a~) / (1-gamma) - Ahat_c(s~,a~) / lam ]
+    x = Proj_X( x - zeta [ grad_x f(x) + lam / (1-gamma) (grad_x r(s,a) - grad_x r(s~,a~)) ] )
+
+with ``Ahat(s, a) = Qhat(s, a) - tau log pi(a|s) - sum_b pi(b|s) (Qhat(s, b) - tau log pi(b|s))``.
+
+Choices of this package (spec section 4 leaves them open):
+
+* order within a step: critic TD errors at the current critics, critic updates,
+  actor directions from the *updated* critics, actor updates, then the upper
+  step with the reward gradients at the step's starting x;
+* batches: B tuples per policy per step, every update averaged over them;
+* natural actor (``actor="npg"``): the whole row moves,
+  ``phi(s, .) += alpha/(1-gamma) Ahat_phi(s, .)`` and likewise for theta;
+* Markov sampling: one trajectory per policy of the restart chain (next state
+  s' with probability gamma, else a fresh draw from rho), whose stationary law
+  is d^pi; i.i.d. sampling draws s ~ d^pi by geometric restarts;
+* ``exact=True``: every update replaced by its expectation over the samples
+  (:func:`expected_step`), in the same order;
+* the objective must be occupancy-linear, ``f = <nu, c> + kappa/2 |x - center|^2``
+  (:class:`~exactbilevel.OccupancyObjective`), and the reward linear or the
+  Gaussian bump, so that the loop is compiled.
+
+Schedules are pure callables of k (:mod:`exactbilevel.schedules`); a number is a constant.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from . import _actor_critic_kernels as K
+from . import schedules as sch
+from ._validation import check_int
+from .gradients import log_softmax
+from .objectives import OccupancyObjective
+from .problem import BilevelProblem
+from .rewards import GaussianGoalReward, LinearReward, TabularReward
+
+__all__ = ["ActorCriticConfig", "ScheduleWarning", "ActorCriticState", "expected_step", "SAMPLING", "ACTORS"]
+
+SAMPLING = ("iid", "markov")
+ACTORS = ("pg", "npg")
+
+
+class ScheduleWarning(UserWarning):
+    """A schedule violates an asymptotic condition of spec section 4 without being invalid."""
+
+
+@dataclass(frozen=True)
+class ActorCriticConfig:
+    """Configuration of :func:`exactbilevel.run` for the section 4 algorithm.
+
+    Schedules (numbers are constants; callables of k, e.g. ``eb.schedules.power(c0, p)``):
+    ``tau`` (entropy weight, >= 0), ``lam`` (penalty, > 0), ``alpha`` (actors),
+    ``beta`` (critics), ``zeta`` (upper).  ``steps`` >= 1; ``log_every``
+    (default steps // 100, at least 1) sets the logging points; ``sampling``
+    "iid" or "markov"; ``batch`` >= 1; ``actor`` "pg" or "npg"; ``exact``
+    replaces sampled updates by their expectations; ``diagnostics`` False logs
+    only k, samples, x, tau, lam and time.
+
+    Invalid: steps <= 0, tau_0 < 0, lam_0 <= 0, a step size <= 0, or a broken
+    time-scale ordering (beta_k >= alpha_k >= zeta_k must hold on the run) raise
+    ValueError.  Conditions that hold only asymptotically (alpha/beta -> 0,
+    zeta lam / alpha -> 0, |tau_{k+1} - tau_k| / (alpha_k tau_k) -> 0,
+    lam_k -> infinity, tau_k -> 0) are checked numerically between k = steps/10
+    and k = steps; a violation is a :class:`ScheduleWarning` that names it.
+    """
+
+    steps: int
+    tau: object = field(default_factory=lambda: sch.power(0.5, 0.2))
+    lam: object = field(default_factory=lambda: sch.power(10.0, -0.2))
+    alpha: object = field(default_factory=lambda: sch.power(0.5, 0.5))
+    beta: object = field(default_factory=lambda: sch.power(0.5, 0.4))
+    zeta: object = field(default_factory=lambda: sch.power(0.05, 0.8))
+    sampling: str = "iid"
+    batch: int = 1
+    actor: str = "pg"
+    exact: bool = False
+    log_every: int | None = None
+    diagnostics: bool = True
+
+    def __post_init__(self):
+        steps = check_int("steps", self.steps, minimum=1)
+        object.__setattr__(self, "steps", steps)
+        for name in ("tau", "lam", "alpha", "beta", "zeta"):
+            object.__setattr__(self, name, sch.as_schedule(name, getattr(self, name)))
+        if self.sampling not in SAMPLING:
+            raise ValueError(f"sampling must be one of {SAMPLING}, got {self.sampling!r}")
+        if self.actor not in ACTORS:
+            raise ValueError(f"actor must be one of {ACTORS}, got {self.actor!r}")
+        object.__setattr__(self, "batch", check_int("batch", self.batch, minimum=1))
+        log_every = max(1, steps // 100) if self.log_every is None else check_int("log_every", self.log_every, minimum=1)
+        object.__setattr__(self, "log_every", log_every)
+        if not isinstance(self.exact, bool) or not isinstance(self.diagnostics, bool):
+            raise TypeError("exact and diagnostics must be True or False")
+        self._check_schedules()
+
+    def schedule_values(self, ks):
+        """``dict name -> values`` of the five schedules at the steps ``ks``."""
+        return {n: sch.evaluate(n, getattr(self, n), ks) for n in ("tau", "lam", "alpha", "beta", "zeta")}
+
+    def _check_schedules(self):
+        n = self.steps
+        ks = np.unique(np.concatenate([[0], np.geomspace(1, n, 60).astype(np.int64) - 1, [n - 1]]))
+        v = self.schedule_values(ks)
+        if v["tau"][0] < 0 or np.any(v["tau"] < 0):
+            raise ValueError(f"tau must be >= 0 at every step; tau_0 = {v['tau'][0]} (min {v['tau'].min()})")
+        if np.any(v["lam"] <= 0):
+            raise ValueError(f"lam must be > 0 at every step; lam_0 = {v['lam'][0]} (min {v['lam'].min()})")
+        for name in ("alpha", "beta", "zeta"):
+            bad = np.flatnonzero(v[name] <= 0)
+            if bad.size:
+                raise ValueError(f"step size {name} must be > 0; {name}_k = {v[name][bad[0]]} at k = {ks[bad[0]]}")
+        for fast, slow in (("beta", "alpha"), ("alpha", "zeta")):
+            bad = np.flatnonzero(v[fast] < v[slow] * (1 - 1e-12))
+            if bad.size:
+                k = int(ks[bad[0]])
+                raise ValueError(
+                    f"time-scale ordering broken: {fast}_k = {v[fast][bad[0]]:.3g} < {slow}_k = "
+                    f"{v[slow][bad[0]]:.3g} at k = {k}; the algorithm needs beta_k >= alpha_k >= zeta_k"
+                )
+        if n < 20:
+            return
+        a, b = max(1, n // 10) - 1, n - 1
+        w = self.schedule_values(np.array([a, b, b + 1]))
+        tau_a, tau_b, tau_next = w["tau"]
+        checks = [
+            ("alpha / beta -> 0", w["alpha"] / w["beta"]),
+            ("zeta lam / alpha -> 0", w["zeta"] * w["lam"] / w["alpha"]),
+        ]
+        for name, ratio in checks:
+            if not ratio[1] < 0.999 * ratio[0]:
+                warnings.warn(f"schedule condition {name} fails: the ratio does not decrease "
+                              f"({ratio[0]:.3g} at k = {a}, {ratio[1]:.3g} at k = {b})", ScheduleWarning, stacklevel=3)
+        if not w["lam"][1] > 1.001 * w["lam"][0]:
+            warnings.warn("schedule condition lam_k -> infinity fails (fixed lam): the penalty bias "
+                          "O(1/lam) does not vanish", ScheduleWarning, stacklevel=3)
+        if tau_b > 0:
+            drift = abs(tau_next - tau_b) / (w["alpha"][1] * tau_b)
+            drift_a = abs(sch.evaluate("tau", self.tau, [a + 1])[0] - tau_a) / (w["alpha"][0] * max(tau_a, 1e-300))
+            if drift > 0 and not drift < drift_a:
+                warnings.warn("schedule condition |tau_{k+1} - tau_k| / (alpha_k tau_k) -> 0 fails: tau "
+                              "decays too fast for the actors to follow", ScheduleWarning, stacklevel=3)
+            if not tau_b < 0.999 * tau_a:
+                warnings.warn("schedule condition tau_k -> 0 fails (fixed tau): the run converges for "
+                              "Phi_tau, not Phi_0", ScheduleWarning, stacklevel=3)
+
+    def as_dict(self):
+        """JSON-friendly: schedules by their repr."""
+        out = asdict(self)
+        for name in ("tau", "lam", "alpha", "beta", "zeta"):
+            out[name] = repr(getattr(self, name))
+        return out
+
+
+@dataclass
+class ActorCriticState:
+    """Mutable iterate of the algorithm: x (d,), theta, phi, Qtheta, Qphi, Qc (S, A), k, samples."""
+
+    x: np.ndarray
+    theta: np.ndarray
+    phi: np.ndarray
+    Qtheta: np.ndarray
+    Qphi: np.ndarray
+    Qc: np.ndarray
+    k: int = 0
+    samples: int = 0
+
+    @classmethod
+    def initial(cls, problem):
+        S, A = problem.mdp.S, problem.mdp.A
+        z = lambda: np.zeros((S, A))  # noqa: E731
+        return cls(np.array(problem.x0, dtype=np.float64), z(), z(), z(), z(), z())
+
+    def copy(self):
+        return ActorCriticState(*(np.array(getattr(self, f)) for f in ("x", "theta", "phi", "Qtheta", "Qphi", "Qc")),
+                                self.k, self.samples)
+
+
+def compiled_model(problem):
+    """The reward and objective as the compiled loop reads them, or a ValueError saying why not."""
+    mdp, reward, obj = problem.mdp, problem.reward, problem.objective
+    d = problem.d
+    Psi, coords, sigma = np.zeros((1, 1, d)), np.zeros((1, d)), 1.0
+    if isinstance(reward, LinearReward):
+        kind, Psi = K.LINEAR, np.asarray(reward.Psi)
+    elif isinstance(reward, TabularReward):
+        kind, Psi = K.LINEAR, np.eye(d).reshape(mdp.S, mdp.A, d)
+    elif isinstance(reward, GaussianGoalReward):
+        kind, coords, sigma = K.GAUSSIAN, np.asarray(reward.coords), float(reward.sigma)
+    else:
+        raise ValueError(
+            f"the compiled actor-critic needs a LinearReward, TabularReward or GaussianGoalReward, "
+            f"got {type(reward).__name__}; use exact=True or a baseline for other rewards"
+        )
+    if not isinstance(obj, OccupancyObjective):
+        raise ValueError(
+            f"the actor-critic needs an occupancy-linear objective (eb.OccupancyObjective: a cost critic "
+            f"estimates it), got {type(obj).__name__}"
+        )
+    center = np.zeros(d) if obj.center is None else np.asarray(obj.center)
+    if center.shape != (d,):
+        raise ValueError(f"objective.center has length {center.size}, but x has length d = {d}")
+    return dict(kind=kind, Psi=np.ascontiguousarray(Psi), coords=np.ascontiguousarray(coords), sigma=sigma,
+                cost=np.ascontiguousarray(obj.cost), kappa=float(obj.kappa), center=np.ascontiguousarray(center))
+
+
+def transition_sampler(mdp):
+    """``(indptr, indices, cdf, rho_cdf)``: CSR rows of P with per-row cumulative sums."""
+    P = mdp.P if mdp.is_sparse else mdp.to_sparse().P
+    indptr, indices = P.indptr.astype(np.int64), P.indices.astype(np.int64)
+    cdf = np.empty(P.data.size)
+    K.row_cumsum(indptr, np.asarray(P.data, dtype=np.float64), cdf)
+    return indptr, indices, cdf, np.cumsum(mdp.rho)
+
+
+def sampled_steps(problem, config, state, ks, rng, model, sampler, chains, counter):
+    """Run the compiled loop for the steps ``ks`` (consecutive), in place on ``state``."""
+    v = config.schedule_values(ks)
+    lse_phi = np.array([np.log(np.sum(np.exp(r - r.max()))) + r.max() for r in state.phi])
+    lse_theta = np.array([np.log(np.sum(np.exp(r - r.max()))) + r.max() for r in state.theta])
+    K.run_steps(v["tau"], v["lam"], v["alpha"], v["beta"], v["zeta"],
+                state.x, problem.lo, problem.hi, state.theta, state.phi, state.Qphi, state.Qtheta, state.Qc,
+                lse_phi, lse_theta, model["kind"], model["Psi"], model["coords"], model["sigma"], model["cost"],
+                True, model["kappa"], model["center"], *sampler, problem.mdp.gamma,
+                K.IID if config.sampling == "iid" else K.MARKOV, chains, config.batch, config.actor == "npg",
+                rng, counter)
+    state.k = int(ks[-1]) + 1
+    state.samples = int(counter[0])
+
+
+def expected_step(problem, state, tau, lam, alpha, beta, zeta, natural=False):
+    """One step of the algorithm with every sampled update replaced by its expectation
+    (same order as the sampled step; module docstring), in place on ``state``.
+
+    With d = d^pi, nu = d pi, Vsoft(s) = sum_a pi (Q - tau log pi)::
+
+        Q    += beta nu (r + gamma P Vsoft - Q)           (Qc: cost c, tau = 0, under pi_theta)
+        phi  += alpha/(1-gamma) d pi Ahat_phi             (npg: without the factor pi)
+        theta += alpha d pi (Ahat_theta/(1-gamma) - Ahat_c/lam)
+        x    = Proj(x - zeta (kappa (x - center) + lam/(1-gamma) R^T (nu_phi - nu_theta)))
+    """
+    from .evaluation import PolicySystem
+    from .gradients import _next_expectation
+
+    mdp, g = problem.mdp, problem.mdp.gamma
+    r, R = problem.reward.value(state.x), problem.reward.jacobian(state.x)
+    obj = problem.objective
+    center = 0.0 if obj.center is None else obj.center
+
+    def occupancy(pi):
+        return (1 - g) * PolicySystem(mdp, pi).solve(mdp.rho, transpose=True)
+
+    def backup(Q, logpi, pi, reward, t):
+        Vs = np.sum(pi * (Q - t * logpi), axis=1)
+        return reward + g * _next_expectation(mdp, Vs[:, None])[:, :, 0] - Q
+
+    def advantage(Q, logpi, pi, t):
+        A = Q - t * logpi
+        return A - np.sum(pi * A, axis=1, keepdims=True)
+
+    lp_phi, lp_th = log_softmax(state.phi), log_softmax(state.theta)
+    pi_phi, pi_th = np.exp(lp_phi), np.exp(lp_th)
+    d_phi, d_th = occupancy(pi_phi), occupancy(pi_th)
+    nu_phi, nu_th = d_phi[:, None] * pi_phi, d_th[:, None] * pi_th
+    state.Qphi += beta * nu_phi * backup(state.Qphi, lp_phi, pi_phi, r, tau)
+    state.Qtheta += beta * nu_th * backup(state.Qtheta, lp_th, pi_th, r, tau)
+    state.Qc += beta * nu_th * backup(state.Qc, lp_th, pi_th, obj.cost, 0.0)
+    A_phi = advantage(state.Qphi, lp_phi, pi_phi, tau)
+    A_th = advantage(state.Qtheta, lp_th, pi_th, tau) / (1 - g) - advantage(state.Qc, lp_th, pi_th, 0.0) / lam
+    w_phi, w_th = (d_phi[:, None], d_th[:, None]) if natural else (nu_phi, nu_th)
+    state.phi += alpha / (1 - g) * w_phi * A_phi
+    state.theta += alpha * w_th * A_th
+    gx = obj.kappa * (state.x - center) + lam / (1 - g) * np.einsum("sad,sa->d", R, nu_phi - nu_th)
+    state.x = problem.project(state.x - zeta * gx)
+    state.k += 1
+
+
+def run_actor_critic(problem, config, seed, on_log):
+    """Drive the loop between logging points; ``on_log(state)`` is called at k = 0 and
+    after every ``log_every`` steps (and at the end)."""
+    if not isinstance(problem, BilevelProblem):
+        raise TypeError(f"problem must be an eb.BilevelProblem, got {type(problem).__name__}")
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    state = ActorCriticState.initial(problem)
+    model = compiled_model(problem)
+    on_log(state)
+    if config.exact:
+        for k in range(config.steps):
+            v = config.schedule_values(np.array([k]))
+            expected_step(problem, state, v["tau"][0], v["lam"][0], v["alpha"][0], v["beta"][0], v["zeta"][0],
+                          natural=config.actor == "npg")
+            if state.k % config.log_every == 0 or state.k == config.steps:
+                on_log(state)
+        return state
+    sampler = transition_sampler(problem.mdp)
+    rho_cdf = sampler[3]
+    chains = np.array([K.search_cdf(rho_cdf, 0, rho_cdf.size, rng.random()) for _ in range(2)], dtype=np.int64)
+    counter = np.zeros(1, dtype=np.int64)
+    k = 0
+    while k < config.steps:
+        nxt = min(config.steps, (k // config.log_every + 1) * config.log_every)
+        sampled_steps(problem, config, state, np.arange(k, nxt), rng, model, sampler, chains, counter)
+        k = nxt
+        on_log(state)
+    return state

@@ -1,0 +1,132 @@
+"""Ground-truth diagnostics of an actor-critic iterate (spec section 5), computed exactly.
+
+For the iterate (x, theta, phi, Qtheta, Qphi, Qc) at entropy weight tau and
+penalty lam, with pi_phi = softmax(phi), pi_theta = softmax(theta),
+pi* = pi*_tau(x), J = J_tau(x, .), nu = occupancy:
+
+================  ==========================================================================
+residual_phi      J*_tau(x) - J(pi_phi)
+residual_theta    G(theta) - min G,  G = f/lam - J  (= (L(theta) - ell) / lam; NaN at tau = 0)
+critic_error_*    sum_{s,a} nu(s,a) (Qhat - Q^pi)^2 for Qphi (pi_phi, r, tau), Qtheta (pi_theta, r, tau),
+                  Qc (pi_theta, c, 0)
+pl_ratio          |dJ/dtheta (phi)|^2 / (J* - J(pi_phi))
+pl_bound          2 tau min_s rho(s) (min pi_phi)^2 / (S max_s d*(s)/d^{pi_phi}(s))  (Mei et al. 2020, Lemma 15)
+min_pi            min pi_phi
+grad_phi_norm2    |grad Phi_tau(x)|^2 (exact hyper-gradient; NaN at tau = 0)
+grad_ell_norm2    |grad ell_{lam,tau}(x)|^2 (penalized policy solved exactly; NaN at tau = 0)
+kkt_residual      max(|x - Proj(x - grad_x L_{lam,0})|, |grad_theta L_{lam,0}|, p_0(x, pi_theta))
+phi0, phi_tau     f(x, pi*_0(x)) and f(x, pi*_tau(x))
+penalty_bias      |grad ell - grad Phi_tau|
+residual_bias     |E[ghat] - grad ell|, E[ghat] = grad_x f + lam/(1-gamma) R^T (nu_phi - nu_theta)
+critic_bias       |D(Qhat) - D(Q^pi)| for the expected theta direction D(Q) = d pi (Ahat_theta/(1-gamma) - Ahat_c/lam)
+ghat_variance     trace Cov(ghat) = (lam/(1-gamma))^2 (Var_{nu_phi} grad r + Var_{nu_theta} grad r) / batch
+entropy_bias      J*_0 - J_0(pi*_tau)   (within [0, entropy_bound])
+entropy_bound     tau log A / (1 - gamma)
+action_gap        smallest action gap of Q*_0(x)
+================  ==========================================================================
+
+:class:`Diagnostics` keeps warm starts (V*_tau, V*_0, theta_lam) from one logging
+point to the next.  Requires an objective with a ``cost`` table (occupancy-linear).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import gradients as G
+from .evaluation import PolicySystem, policy_reward
+from .bellman import sweep
+from .penalty import _lagrangian, penalized_policy
+
+__all__ = ["Diagnostics", "QUANTITIES"]
+
+QUANTITIES = (
+    "residual_phi", "residual_theta", "critic_error_phi", "critic_error_theta", "critic_error_c",
+    "pl_ratio", "pl_bound", "min_pi", "grad_phi_norm2", "grad_ell_norm2", "kkt_residual", "phi0", "phi_tau",
+    "penalty_bias", "residual_bias", "critic_bias", "ghat_variance", "entropy_bias", "entropy_bound", "action_gap",
+)
+
+
+class Diagnostics:
+    """``Diagnostics(problem, batch=1)``; ``diag(state, tau, lam) -> dict`` of :data:`QUANTITIES`."""
+
+    def __init__(self, problem, batch=1):
+        self.problem, self.batch = problem, batch
+        self._V_tau = self._V_0 = self._theta_lam = None
+
+    def _solve(self, r, tau, V0):
+        return G.lower_solve(self.problem.mdp, r, tau, V0=V0)
+
+    def __call__(self, state, tau, lam):
+        p = self.problem
+        mdp, obj, g = p.mdp, p.objective, p.mdp.gamma
+        x = state.x
+        r, R = p.reward.value(x), p.reward.jacobian(x)
+        out = dict.fromkeys(QUANTITIES, math.nan)
+
+        sol0 = self._solve(r, 0.0, self._V_0)
+        self._V_0 = sol0.V
+        J0_star = float(mdp.rho @ sol0.V)
+        out["phi0"] = obj.value(x, sol0.pi)
+        out["action_gap"] = G.action_gap(mdp, p.reward, x, solution=sol0)
+        out["entropy_bound"] = tau * math.log(mdp.A) / (1 - g)
+
+        lp_phi, lp_th = G.log_softmax(state.phi), G.log_softmax(state.theta)
+        pi_phi, pi_th = np.exp(lp_phi), np.exp(lp_th)
+        sys_phi, sys_th = PolicySystem(mdp, pi_phi), PolicySystem(mdp, pi_th)
+        d_phi, d_th = G._state_occupancy(mdp, sys_phi), G._state_occupancy(mdp, sys_th)
+        nu_phi, nu_th = d_phi[:, None] * pi_phi, d_th[:, None] * pi_th
+        V_phi, Q_phi, _, _ = G._evaluate(mdp, r, pi_phi, tau, lp_phi, sys_phi)
+        V_th, Q_th, _, _ = G._evaluate(mdp, r, pi_th, tau, lp_th, sys_th)
+        Vc = sys_th.solve(np.sum(pi_th * obj.cost, axis=1))
+        Qc, _ = sweep(mdp, np.ascontiguousarray(obj.cost), Vc, 0.0)
+        out["critic_error_phi"] = float(np.sum(nu_phi * (state.Qphi - Q_phi) ** 2))
+        out["critic_error_theta"] = float(np.sum(nu_th * (state.Qtheta - Q_th) ** 2))
+        out["critic_error_c"] = float(np.sum(nu_th * (state.Qc - Qc) ** 2))
+        out["min_pi"] = float(pi_phi.min())
+
+        def direction(Qt, Qcc):
+            def adv(Q, t):
+                A = Q - t * lp_th
+                return A - np.sum(pi_th * A, axis=1, keepdims=True)
+            return nu_th * (adv(Qt, tau) / (1 - g) - adv(Qcc, 0.0) / lam)
+
+        out["critic_bias"] = float(np.linalg.norm(direction(state.Qtheta, state.Qc) - direction(Q_th, Qc)))
+        Rg_phi, Rg_th = np.einsum("sad,sa->d", R, nu_phi), np.einsum("sad,sa->d", R, nu_th)
+        var = sum(float(np.einsum("sad,sa->", R**2, nu)) - float(m @ m) for nu, m in ((nu_phi, Rg_phi), (nu_th, Rg_th)))
+        out["ghat_variance"] = (lam / (1 - g)) ** 2 * var / self.batch
+        g_x = obj.grad_x(x, pi_th)
+        e_ghat = g_x + lam / (1 - g) * (Rg_phi - Rg_th)
+
+        # the tau = 0 penalty KKT residual at (x, theta)
+        L0 = _lagrangian(mdp, r, R, obj, x, state.theta, lam, 0.0, sol0)[0]
+        proj = x - p.project(x - L0.grad_x)
+        out["kkt_residual"] = max(float(np.linalg.norm(proj)), float(np.linalg.norm(L0.grad_theta)), L0.penalty)
+
+        if tau > 0:
+            sol = self._solve(r, tau, self._V_tau)
+            self._V_tau = sol.V
+            J_star = float(mdp.rho @ sol.V)
+            out["residual_phi"] = J_star - float(mdp.rho @ V_phi)
+            out["phi_tau"] = obj.value(x, sol.pi)
+            J0_pi_tau = float(mdp.rho @ PolicySystem(mdp, sol.pi).solve(policy_reward(r, sol.pi, 0.0)))
+            out["entropy_bias"] = J0_star - J0_pi_tau
+            grad_J = G._policy_gradient(mdp, r, state.phi, tau, False)
+            if out["residual_phi"] > 0:
+                out["pl_ratio"] = float(np.sum(grad_J**2)) / out["residual_phi"]
+            d_star = G._state_occupancy(mdp, PolicySystem(mdp, sol.pi))
+            out["pl_bound"] = 2 * tau * float(mdp.rho.min()) * out["min_pi"] ** 2 / (mdp.S * float(np.max(d_star / d_phi)))
+            grad_phi = G.hypergradient(mdp, p.reward, obj, x, tau, solution=sol)
+            out["grad_phi_norm2"] = float(grad_phi @ grad_phi)
+            pen = penalized_policy(mdp, p.reward, obj, x, lam, tau, theta0=self._theta_lam, solution=sol)
+            self._theta_lam = np.array(pen.theta)
+            out["grad_ell_norm2"] = float(pen.grad_ell @ pen.grad_ell)
+            L = _lagrangian(mdp, r, R, obj, x, state.theta, lam, tau, sol)[0]
+            out["residual_theta"] = (L.value - pen.ell) / lam
+            out["penalty_bias"] = float(np.linalg.norm(pen.grad_ell - grad_phi))
+            out["residual_bias"] = float(np.linalg.norm(e_ghat - pen.grad_ell))
+        else:
+            out["entropy_bias"] = 0.0
+        return out

@@ -1,0 +1,248 @@
+"""The section 4 actor-critic: the compiled loop against its plain reference, its update
+directions against their exact expectations (check_unbiased), convergence with x fixed,
+reproducibility, and its configuration checks."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import exactbilevel as eb
+from exactbilevel import _actor_critic_kernels as K
+from exactbilevel.actor_critic import ActorCriticConfig, ActorCriticState, ScheduleWarning, expected_step
+from exactbilevel.actor_critic import compiled_model, sampled_steps, transition_sampler
+from exactbilevel.problem import BilevelProblem
+from exactbilevel.testing import check_unbiased
+from exactbilevel.testing import reference as ref
+
+FIELDS = ("x", "theta", "phi", "Qtheta", "Qphi", "Qc")
+
+
+def small_problem(kind="linear", sparse=False, S=5, A=3, gamma=0.8, fixed_x=False, seed=1):
+    mdp = eb.envs.random_mdp(S, A, gamma=gamma, seed=seed, successors=3, sparse=sparse)
+    rng = np.random.default_rng(seed)
+    if kind == "linear":
+        reward = eb.LinearReward(rng.uniform(-1, 1, (S, A, 2)))
+    else:
+        reward = eb.GaussianGoalReward(rng.uniform(0, 3, (S, 2)), A, sigma=1.0)
+    obj = eb.OccupancyObjective(mdp, rng.uniform(-1, 1, (S, A)), kappa=0.3, center=[0.2, -0.1])
+    x0 = np.array([0.5, 1.0])
+    return BilevelProblem(mdp, reward, obj, x0, bounds=(x0, x0) if fixed_x else (-2.0, 3.0))
+
+
+def random_state(problem, seed):
+    rng = np.random.default_rng(seed)
+    S, A = problem.mdp.S, problem.mdp.A
+    st = ActorCriticState.initial(problem)
+    for name in FIELDS[1:]:
+        setattr(st, name, rng.normal(size=(S, A)))
+    return st
+
+
+def schedules(n, tau=0.3, lam=5.0, alpha=0.2, beta=0.4, zeta=0.05):
+    return {k: np.full(n, v) for k, v in dict(tau=tau, lam=lam, alpha=alpha, beta=beta, zeta=zeta).items()}
+
+
+def kernel_steps(problem, state, sched, rng, sampling="iid", batch=1, natural=False, chains=None):
+    """The compiled loop called directly (steps with any step sizes, e.g. beta = 0)."""
+    model = compiled_model(problem)
+    sampler = transition_sampler(problem.mdp)
+    lse = {n: np.array([np.logaddexp.reduce(r) for r in getattr(state, n)]) for n in ("phi", "theta")}
+    counter = np.zeros(1, np.int64)
+    chains = np.array([0, 0] if chains is None else chains, np.int64)
+    K.run_steps(sched["tau"], sched["lam"], sched["alpha"], sched["beta"], sched["zeta"], state.x, problem.lo,
+                problem.hi, state.theta, state.phi, state.Qphi, state.Qtheta, state.Qc, lse["phi"], lse["theta"],
+                model["kind"], model["Psi"], model["coords"], model["sigma"], model["cost"], True, model["kappa"],
+                model["center"], *sampler, problem.mdp.gamma, K.IID if sampling == "iid" else K.MARKOV, chains,
+                batch, natural, rng, counter)
+    return int(counter[0]), chains
+
+
+@pytest.mark.parametrize("kind,sparse,sampling,batch,natural", [
+    ("linear", False, "iid", 1, False),
+    ("gaussian", True, "iid", 3, False),
+    ("linear", True, "markov", 1, True),
+    ("gaussian", False, "markov", 2, True),
+])
+def test_compiled_loop_equals_the_plain_reference(kind, sparse, sampling, batch, natural):
+    problem = small_problem(kind, sparse)
+    st = random_state(problem, 0)
+    ref_state = {n: np.array(getattr(st, n)) for n in FIELDS}
+    sched = schedules(200)
+    n, _ = kernel_steps(problem, st, sched, np.random.default_rng(7), sampling, batch, natural, chains=[1, 2])
+    P = ref.dense_kernel(problem.mdp)
+    obj = problem.objective
+    n_ref = ref.actor_critic_steps_ref(P, problem.mdp.rho, problem.mdp.gamma, problem.reward, obj.cost, obj.kappa,
+                                       obj.center, problem.lo, problem.hi, sched, ref_state, sampling, [1, 2], batch,
+                                       natural, np.random.default_rng(7))
+    assert n == n_ref
+    for name in FIELDS:
+        np.testing.assert_allclose(getattr(st, name), ref_state[name], rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def _deltas(problem, state, sched, fields):
+    def estimate(rng):
+        st = state.copy()
+        kernel_steps(problem, st, sched, rng)
+        return np.concatenate([(getattr(st, f) - getattr(state, f)).ravel() for f in fields])
+    return estimate
+
+
+def _expected(problem, state, sched, fields, natural=False):
+    st = state.copy()
+    expected_step(problem, st, *(sched[n][0] for n in ("tau", "lam", "alpha", "beta", "zeta")), natural=natural)
+    return np.concatenate([(getattr(st, f) - getattr(state, f)).ravel() for f in fields])
+
+
+@pytest.mark.parametrize("kind", ["linear", "gaussian"])
+def test_critic_and_upper_directions_are_unbiased(kind):
+    """The critics and x are updated from pre-step quantities, so their mean change is the
+    expected step whatever alpha (false-alarm rate 1e-3, Holm over all coordinates)."""
+    problem = small_problem(kind, S=4, A=2)
+    state = random_state(problem, 3)
+    sched = schedules(1)
+    fields = ("Qphi", "Qtheta", "Qc", "x")
+    report = check_unbiased(_deltas(problem, state, sched, fields), _expected(problem, state, sched, fields),
+                            n_samples=20_000, alpha=1e-3, seed=11)
+    assert report, report
+
+
+@pytest.mark.parametrize("natural", [False, True])
+def test_actor_directions_are_unbiased_with_fixed_critics(natural):
+    """With beta = 0 the actors read fixed critics; their mean change is the expected step."""
+    problem = small_problem(S=4, A=2)
+    state = random_state(problem, 4)
+    sched = schedules(1, beta=0.0)
+    fields = ("phi", "theta")
+
+    def estimate(rng):
+        st = state.copy()
+        kernel_steps(problem, st, sched, rng, natural=natural)
+        return np.concatenate([(getattr(st, f) - getattr(state, f)).ravel() for f in fields])
+
+    report = check_unbiased(estimate, _expected(problem, state, sched, fields, natural=natural),
+                            n_samples=20_000, alpha=1e-3, seed=12)
+    assert report, report
+    # and the expectation of a different step (critics off by 50%) is rejected: the check has power
+    wrong = state.copy()
+    wrong.Qtheta *= 1.5
+    wrong.Qphi *= 1.5
+    biased = _expected(problem, wrong, sched, fields, natural=natural)
+    assert not check_unbiased(estimate, biased, n_samples=20_000, alpha=1e-3, seed=12)
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def test_bad_configurations_raise():
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        ActorCriticConfig(steps=0)
+    with pytest.raises(ValueError, match="tau must be >= 0"):
+        ActorCriticConfig(steps=10, tau=-0.1)
+    with pytest.raises(ValueError, match="lam must be > 0"):
+        ActorCriticConfig(steps=10, lam=0.0)
+    with pytest.raises(ValueError, match="time-scale ordering broken: beta_k"):
+        ActorCriticConfig(steps=10, alpha=0.5, beta=0.1)
+    with pytest.raises(ValueError, match="time-scale ordering broken: alpha_k"):
+        ActorCriticConfig(steps=10, alpha=0.1, beta=0.5, zeta=0.2)
+    with pytest.raises(ValueError, match="step size zeta must be > 0"):
+        ActorCriticConfig(steps=10, zeta=0.0)
+    with pytest.raises(TypeError, match="lam must be a number or a schedule"):
+        ActorCriticConfig(steps=10, lam="big")
+    with pytest.raises(ValueError, match="sampling must be one of"):
+        ActorCriticConfig(steps=10, sampling="mcmc")
+
+
+def test_box_must_contain_x0():
+    p = small_problem()
+    with pytest.raises(ValueError, match=r"x0\[1\] = 1.0 is outside \[-1.0, 0.5\]"):
+        BilevelProblem(p.mdp, p.reward, p.objective, p.x0, bounds=(-1.0, 0.5))
+
+
+@pytest.mark.parametrize("kw,condition", [
+    (dict(lam=10.0), "lam_k -> infinity"),
+    (dict(alpha=eb.schedules.power(0.5, 0.4)), "alpha / beta -> 0"),
+    (dict(zeta=eb.schedules.power(0.05, 0.5)), "zeta lam / alpha -> 0"),
+    (dict(tau=lambda k: np.exp(-0.01 * np.asarray(k))), "tau decays too fast"),
+])
+def test_asymptotic_violations_warn_and_say_which(kw, condition):
+    with pytest.warns(ScheduleWarning, match=condition):
+        ActorCriticConfig(steps=1000, **kw)
+
+
+def test_default_schedules_satisfy_every_condition():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ScheduleWarning)
+        ActorCriticConfig(steps=10**6)
+
+
+# --------------------------------------------------------------------------- runs
+
+
+@pytest.mark.parametrize("sampling", ["iid", "markov"])
+def test_with_x_fixed_the_critics_and_phi_converge(sampling):
+    """x fixed (a one-point box), fixed tau: residual_phi and the phi critic error fall by
+    more than 100x from the start, and the theta residual too (fixed seed)."""
+    problem = small_problem(fixed_x=True)
+    cfg = ActorCriticConfig(steps=200_000, tau=0.3, lam=10.0, alpha=eb.schedules.power(0.5, 0.3),
+                            beta=eb.schedules.power(0.5, 0.2), zeta=1e-3, sampling=sampling, log_every=50_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ScheduleWarning)  # fixed tau and lam, on purpose
+        tr = eb.run(problem, cfg, seed=0)
+    for name in ("residual_phi", "critic_error_phi", "critic_error_theta", "residual_theta"):
+        assert tr[name][-1] < tr[name][0] / 100, (name, tr[name])
+    np.testing.assert_array_equal(tr["x"], np.tile(problem.x0, (len(tr), 1)))
+
+
+def test_a_seed_reproduces_a_run_bit_for_bit_and_two_seeds_differ():
+    problem = small_problem("gaussian")
+    cfg = ActorCriticConfig(steps=3000, log_every=1000)
+    a, b, c = (eb.run(problem, cfg, seed=s) for s in (5, 5, 6))
+    for name in a.columns:
+        if name != "time":
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert not np.array_equal(a["x"], c["x"])
+
+
+def test_exact_mode_keeps_the_pl_ratio_above_the_mei_bound():
+    problem = small_problem()
+    cfg = ActorCriticConfig(steps=2000, tau=eb.schedules.power(0.5, 0.1), log_every=100, exact=True)
+    tr = eb.run(problem, cfg, seed=0)
+    ok = np.isfinite(tr["pl_ratio"])
+    assert ok.sum() >= 10
+    assert np.all(tr["pl_ratio"][ok] >= tr["pl_bound"][ok])
+
+
+def test_entropy_bias_lies_within_its_bound_along_a_run():
+    problem = small_problem("gaussian")
+    tr = eb.run(problem, ActorCriticConfig(steps=5000, log_every=500), seed=1)
+    assert np.all(tr["entropy_bias"] >= -1e-9)
+    assert np.all(tr["entropy_bias"] <= tr["entropy_bound"] + 1e-9)
+
+
+def test_trace_round_trip_of_a_run(tmp_path):
+    tr = eb.run(small_problem(), ActorCriticConfig(steps=500, log_every=100), seed=2)
+    tr.save(tmp_path / "run")
+    back = eb.Trace.load(tmp_path / "run")
+    for name in tr.columns:
+        np.testing.assert_array_equal(back[name], tr[name])
+    assert back.meta["seed"] == 2 and back.meta["config"]["method"] == "actor_critic"
+
+
+def test_exact_hypergradient_descent_decreases_phi_tau():
+    problem = small_problem()
+    cfg = ActorCriticConfig(steps=100, tau=0.3, zeta=0.02, alpha=0.1, beta=0.1, log_every=10)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ScheduleWarning)
+        tr = eb.run(problem, cfg, method="hypergradient")
+    assert np.all(np.diff(tr["phi_tau"]) <= 1e-12)
+    assert tr["phi_tau"][-1] < tr["phi_tau"][0]
+
+
+def test_unsupported_models_are_refused_before_running():
+    p = small_problem()
+    obj = eb.DistributionMatchingObjective(p.mdp, p.mdp.rho)
+    with pytest.raises(ValueError, match="occupancy-linear objective"):
+        eb.run(BilevelProblem(p.mdp, p.reward, obj, p.x0), ActorCriticConfig(steps=10))
+    with pytest.raises(ValueError, match="method must be one of"):
+        eb.run(p, ActorCriticConfig(steps=10), method="nested")

@@ -1,0 +1,201 @@
+"""Trace: exact save/load round trip, atomic writes, read-only storage, documented columns."""
+
+import json
+import os
+import subprocess
+
+import numpy as np
+import pytest
+
+import exactbilevel as eb
+from exactbilevel import trace as tr
+from exactbilevel.trace import COLUMNS, Trace, TraceBuilder, run_metadata
+
+# The spec section 5 quantities plus the bookkeeping columns, listed independently of COLUMNS.
+SPEC_NAMES = ["k", "samples", "x", "tau", "lam", "residual_phi", "residual_theta",
+    "critic_error_phi", "critic_error_theta", "critic_error_c", "pl_ratio", "pl_bound", "min_pi",
+    "grad_phi_norm2", "grad_ell_norm2", "kkt_residual", "phi0", "phi_tau", "penalty_bias",
+    "residual_bias", "critic_bias", "ghat_variance", "entropy_bias", "entropy_bound", "action_gap",
+    "time"]
+
+
+def awkward_trace(n=7, seed=0):
+    """Columns whose bits are easy to lose: NaN payloads, -0.0, subnormals, int64 extremes, a 2-D column."""
+    rng = np.random.default_rng(seed)
+    resid = rng.standard_normal(n) * 10.0 ** rng.integers(-300, 300, n)
+    resid[:4] = [np.nan, -0.0, 5e-324, np.inf]
+    k = np.array([0, 1, 2**62, -(2**63), 2**63 - 1, 17, 3][:n], dtype=np.int64)
+    meta = {"config": {"S": 10, "tau": 0.1, "name": "grid \u00e9", "sizes": [1, 2, 3], "nested": {"a": None}},
+            "seed": 3, "ratio": 1 / 3}
+    return Trace({"k": k, "residual_phi": resid, "x": rng.standard_normal((n, 2)), "flag": np.arange(n) % 2 == 0}, meta)
+
+
+def same_bits(a, b):
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def test_round_trip_is_bit_for_bit(tmp_path):
+    t = awkward_trace()
+    t.save(tmp_path / "run")
+    assert sorted(os.listdir(tmp_path)) == ["run.json", "run.npz"]
+    back = Trace.load(tmp_path / "run.npz")
+    assert back.columns == t.columns and len(back) == len(t) == 7
+    for name in t.columns:
+        assert same_bits(back[name], t[name]), name
+    assert back.meta == t.meta
+    assert back.meta["config"]["name"] == "grid \u00e9" and back.meta["ratio"] == 1 / 3
+    # the .npz alone is readable by numpy, by column name
+    with np.load(tmp_path / "run.npz") as npz:
+        assert same_bits(npz["x"], t["x"])
+    # and the JSON describes the columns
+    doc = json.loads((tmp_path / "run.json").read_text())
+    assert doc["columns"] == list(t.columns) and doc["meta"]["seed"] == 3
+
+
+def test_dtypes_copies_and_read_only():
+    src = np.array([1.0, 2.0, 3.0], dtype=np.float32)
+    k = [1, 2, 3]
+    t = Trace({"tau": src, "k": k, "flag": [True, False, True]}, {"a": [1, {"b": 2}]})
+    assert t["tau"].dtype == np.float64 and t["k"].dtype == np.int64 and t["flag"].dtype == np.int64
+    src[0] = 99.0
+    assert t["tau"][0] == 1.0
+    with pytest.raises(ValueError):
+        t["tau"][0] = 5.0
+    with pytest.raises(TypeError):
+        t.meta["a"] = 1
+    with pytest.raises(TypeError):
+        t.meta["a"][1]["b"] = 3
+
+
+def test_failed_savez_leaves_old_files_intact_and_no_partial_file(tmp_path, monkeypatch):
+    old = awkward_trace(seed=1)
+    old.save(tmp_path / "run")
+    before = {p: (tmp_path / p).read_bytes() for p in os.listdir(tmp_path)}
+
+    def failing_savez(file, **arrays):
+        file.write(b"PK\x03\x04 half an archive")  # something reaches the temporary file
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", failing_savez)
+    with pytest.raises(OSError, match="disk full"):
+        awkward_trace(seed=2).save(tmp_path / "run")
+    assert {p: (tmp_path / p).read_bytes() for p in os.listdir(tmp_path)} == before
+    monkeypatch.undo()
+    back = Trace.load(tmp_path / "run")
+    assert all(same_bits(back[n], old[n]) for n in old.columns) and back.meta == old.meta
+
+    # in an empty directory a failed save leaves nothing at all
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    monkeypatch.setattr(np, "savez", failing_savez)
+    with pytest.raises(OSError):
+        old.save(fresh / "run")
+    assert os.listdir(fresh) == []
+
+
+def test_crash_between_the_two_moves_is_detected(tmp_path, monkeypatch):
+    awkward_trace(seed=1).save(tmp_path / "run")
+    real_replace = os.replace
+
+    def replace_npz_only(src, dst):
+        if str(dst).endswith(".json"):
+            raise OSError("killed")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_npz_only)
+    with pytest.raises(OSError, match="killed"):
+        awkward_trace(seed=2).save(tmp_path / "run")
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path)) == ["run.json", "run.npz"]  # no temporary files left behind
+    with pytest.raises(ValueError, match="does not match"):
+        Trace.load(tmp_path / "run")
+
+
+def test_paths_with_other_suffixes(tmp_path):
+    t = Trace({"k": [1, 2]}, None)
+    t.save(tmp_path / "a.trace")
+    assert sorted(os.listdir(tmp_path)) == ["a.trace.json", "a.trace.npz"]
+    assert same_bits(Trace.load(str(tmp_path / "a.trace"))["k"], t["k"])
+    assert Trace.load(tmp_path / "a.trace").meta == {}
+
+
+def test_key_error_lists_the_columns_and_describe():
+    t = awkward_trace()
+    with pytest.raises(KeyError) as info:
+        t["residual_ph"]
+    msg = str(info.value)
+    assert "residual_ph" in msg and all(n in msg for n in t.columns)
+    assert t.describe("residual_phi") == COLUMNS["residual_phi"] and "J*_tau" in t.describe("residual_phi")
+    assert t.describe("flag") == "no description"
+    with pytest.raises(KeyError):
+        t.describe("nonexistent")
+    assert set(SPEC_NAMES) <= set(COLUMNS)
+    assert all(isinstance(v, str) and v and "\n" not in v for v in COLUMNS.values())
+
+
+@pytest.mark.parametrize("columns, error", [
+    ({"k": [1, 2], "x": np.zeros((3, 2))}, ValueError),   # different n_logs
+    ({"k": 3.0}, ValueError),                            # a scalar
+    ({"k": ["a", "b"]}, TypeError),                      # not numeric
+    ({"file": [1.0]}, ValueError),                       # a name np.savez reserves
+    ({"a/b": [1.0]}, ValueError),
+])
+def test_bad_columns(columns, error):
+    with pytest.raises(error):
+        Trace(columns, {})
+
+
+def test_bad_meta():
+    with pytest.raises(TypeError, match="JSON"):
+        Trace({"k": [1]}, {"f": object()})
+    with pytest.raises(ValueError, match="NaN"):
+        Trace({"k": [1]}, {"f": float("nan")})
+    t = Trace({"k": [1]}, {"n": np.int64(3), "v": np.arange(2)})  # numpy values become JSON numbers
+    assert t.meta["n"] == 3 and t.meta["v"] == (0, 1)
+
+
+def test_builder_matches_direct_construction():
+    b = TraceBuilder(["k", "x", "residual_phi"])
+    rows = [(k, np.array([k, -k]) / 10, 1.0 / (k + 1)) for k in range(5)]
+    for k, x, res in rows:
+        b.add(k=k, x=x, residual_phi=res)
+    t = b.build({"seed": 1})
+    direct = Trace({"k": [r[0] for r in rows], "x": np.stack([r[1] for r in rows]),
+                    "residual_phi": [r[2] for r in rows]}, {"seed": 1})
+    assert len(b) == 5 and t.columns == direct.columns
+    assert all(same_bits(t[n], direct[n]) for n in t.columns)
+    with pytest.raises(ValueError, match="missing"):
+        b.add(k=5, x=np.zeros(2))
+    with pytest.raises(ValueError, match="shape"):
+        b.add(k=5, x=np.zeros(3), residual_phi=0.0)
+    with pytest.raises(ValueError, match="1-D"):
+        b.add(k=5, x=np.zeros((2, 1)), residual_phi=0.0)
+    assert len(b) == 5  # rejected rows are not recorded
+
+
+def test_run_metadata(monkeypatch):
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    calls = []
+
+    def fake_run(cmd, **kwargs):
+        calls.append((cmd, kwargs))
+        return subprocess.CompletedProcess(cmd, 0, stdout=commit + "\n", stderr="")
+
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    meta = run_metadata({"steps": 10, "tau": 0.1}, seed=4)
+    assert meta["config"] == {"steps": 10, "tau": 0.1} and meta["seed"] == 4
+    assert meta["exactbilevel_version"] == eb.__version__ and meta["numpy_version"] == np.__version__
+    assert meta["git_commit"] == commit and meta["timestamp"].endswith("+00:00")
+    assert calls[0][0] == ["git", "rev-parse", "HEAD"] and calls[0][1]["timeout"] > 0
+    json.dumps(meta)
+    assert Trace({"k": [1]}, meta).meta["seed"] == 4
+
+    def timeout(cmd, **kwargs):
+        raise subprocess.TimeoutExpired(cmd, kwargs["timeout"])
+
+    for failing in (timeout, lambda cmd, **kw: subprocess.CompletedProcess(cmd, 0, stdout="fatal: not a repo")):
+        monkeypatch.setattr(subprocess, "run", failing)
+        assert run_metadata({}, None)["git_commit"] is None
+    with pytest.raises(TypeError, match="seed"):
+        run_metadata({}, seed=1.5)
+    assert tr.__all__ == ["COLUMNS", "Trace", "TraceBuilder", "run_metadata"]
