@@ -137,14 +137,15 @@ def soft_advantage_row(Q, logits, lse, tau, s, out):
 def run_steps(taus, lams, alphas, betas, zetas,
               x, lo, hi, theta, phi, Qphi, Qtheta, Qc, lse_phi, lse_theta,
               kind, Psi, coords, sigma, cost, has_cost, kappa, center,
-              indptr, indices, cdf, rho_cdf, gamma, mode, chains, batch, natural, rng, counter):
+              indptr, indices, cdf, rho_cdf, gamma, mode, chains, batch, natural, partial, rng, counter):
     """len(taus) steps of the spec section 4 algorithm, in place.
 
     Per step, with B = batch samples per chain: draw B tuples under pi_phi and B
     under pi_theta; TD errors of the three critics at the current critics, then
     the critic updates (averaged over B); actor directions from the updated
     critics, then the actor updates; then the upper step with the reward
-    gradients at the step's starting x, projected on the box [lo, hi]."""
+    gradients at the step's starting x, projected on the box [lo, hi].  With ``partial``
+    the upper step uses grad_x f only (the partial-SGD baseline)."""
     S, A = theta.shape
     d = x.shape[0]
     B = batch
@@ -215,7 +216,7 @@ def run_steps(taus, lams, alphas, betas, zetas,
             g = 0.0
             for b in range(B):
                 g += grads[0, b, i] - grads[1, b, i]
-            gx[i] = kappa * (x[i] - center[i]) + lam * c1 * g / B
+            gx[i] = kappa * (x[i] - center[i]) + (0.0 if partial else lam * c1 * g / B)
         for i in range(d):
             xi = x[i] - ze * gx[i]
             x[i] = min(max(xi, lo[i]), hi[i])

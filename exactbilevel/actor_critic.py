@@ -228,8 +228,9 @@ def transition_sampler(mdp):
     return indptr, indices, cdf, np.cumsum(mdp.rho)
 
 
-def sampled_steps(problem, config, state, ks, rng, model, sampler, chains, counter):
-    """Run the compiled loop for the steps ``ks`` (consecutive), in place on ``state``."""
+def sampled_steps(problem, config, state, ks, rng, model, sampler, chains, counter, partial=False):
+    """Run the compiled loop for the steps ``ks`` (consecutive), in place on ``state``;
+    ``partial``: the upper step uses grad_x f only (partial SGD)."""
     v = config.schedule_values(ks)
     lse_phi = np.array([np.log(np.sum(np.exp(r - r.max()))) + r.max() for r in state.phi])
     lse_theta = np.array([np.log(np.sum(np.exp(r - r.max()))) + r.max() for r in state.theta])
@@ -238,7 +239,7 @@ def sampled_steps(problem, config, state, ks, rng, model, sampler, chains, count
                 lse_phi, lse_theta, model["kind"], model["Psi"], model["coords"], model["sigma"], model["cost"],
                 True, model["kappa"], model["center"], *sampler, problem.mdp.gamma,
                 K.IID if config.sampling == "iid" else K.MARKOV, chains, config.batch, config.actor == "npg",
-                rng, counter)
+                partial, rng, counter)
     state.k = int(ks[-1]) + 1
     state.samples = int(counter[0])
 
@@ -290,9 +291,10 @@ def expected_step(problem, state, tau, lam, alpha, beta, zeta, natural=False):
     state.k += 1
 
 
-def run_actor_critic(problem, config, seed, on_log):
+def run_actor_critic(problem, config, seed, on_log, partial=False):
     """Drive the loop between logging points; ``on_log(state)`` is called at k = 0 and
-    after every ``log_every`` steps (and at the end)."""
+    after every ``log_every`` steps (and at the end).  ``partial``: partial SGD (the upper
+    step uses grad_x f only; sampled mode)."""
     if not isinstance(problem, BilevelProblem):
         raise TypeError(f"problem must be an eb.BilevelProblem, got {type(problem).__name__}")
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
@@ -300,6 +302,8 @@ def run_actor_critic(problem, config, seed, on_log):
     model = compiled_model(problem)
     on_log(state)
     if config.exact:
+        if partial:
+            raise ValueError("partial SGD runs sampled only; use exact=False")
         for k in range(config.steps):
             v = config.schedule_values(np.array([k]))
             expected_step(problem, state, v["tau"][0], v["lam"][0], v["alpha"][0], v["beta"][0], v["zeta"][0],
@@ -314,7 +318,7 @@ def run_actor_critic(problem, config, seed, on_log):
     k = 0
     while k < config.steps:
         nxt = min(config.steps, (k // config.log_every + 1) * config.log_every)
-        sampled_steps(problem, config, state, np.arange(k, nxt), rng, model, sampler, chains, counter)
+        sampled_steps(problem, config, state, np.arange(k, nxt), rng, model, sampler, chains, counter, partial)
         k = nxt
         on_log(state)
     return state

@@ -5,11 +5,21 @@ Methods (same configuration, same diagnostics, same :class:`~exactbilevel.trace.
 ``"actor_critic"``
     the regularized single-loop actor-critic of spec section 4
     (:mod:`exactbilevel.actor_critic`; sampled and compiled, or ``exact=True``).
+``"partial_sgd"``
+    the same sampled loop with the upper step ``x <- Proj(x - zeta_k grad_x f(x))``: it
+    ignores how pi* moves with x.
 ``"hypergradient"``
     the oracle baseline: exact hyper-gradient descent on Phi_{tau_k},
     ``x <- Proj(x - zeta_k grad Phi_{tau_k}(x))`` (spec section 3.1), the lower level
-    solved exactly at every step (warm-started); at logging points theta and phi are the
-    logits ``Q*_tau / tau`` of pi*_tau(x) and the critics are exact.  Needs tau_k > 0.
+    solved exactly at every step (warm-started).  Needs tau_k > 0.
+``"nested_penalty"``
+    the nested loop with the penalty gradient: at every step the penalized policy
+    theta_{lam_k}(x) is solved exactly (:func:`~exactbilevel.penalized_policy`, warm-started),
+    then ``x <- Proj(x - zeta_k grad ell_{lam_k,tau_k}(x))`` (spec section 3.2).  Needs tau_k > 0.
+
+For the two oracle methods, at logging points phi holds the logits ``Q*_tau / tau`` of
+pi*_tau(x), theta those of the penalized policy (nested) or of pi*_tau(x) (hyper-gradient),
+and the critics are exact; their samples column counts no environment transitions.
 
 Every ``log_every`` steps (and at k = 0 and the end) a row is logged: k, samples
 (environment transitions; 0 for the oracle), x, tau, lam, time (wall seconds since
@@ -25,43 +35,54 @@ import numpy as np
 
 from .actor_critic import ActorCriticConfig, ActorCriticState, run_actor_critic
 from .diagnostics import QUANTITIES, Diagnostics
-from .gradients import hypergradient, lower_solve
+from .evaluation import evaluate
+from .gradients import hypergradient, lower_solve, softmax_policy
+from .penalty import penalized_policy
 from .problem import BilevelProblem
 from .trace import TraceBuilder, run_metadata
 
 __all__ = ["run", "METHODS"]
 
-METHODS = ("actor_critic", "hypergradient")
+METHODS = ("actor_critic", "partial_sgd", "hypergradient", "nested_penalty")
 
 
-def _hypergradient_descent(problem, config, on_log):
-    mdp, reward = problem.mdp, problem.reward
+def _oracle_descent(problem, config, on_log, penalty):
+    """x <- Proj(x - zeta_k g_k) with g_k the exact hyper-gradient or the penalty gradient."""
+    mdp, reward, obj = problem.mdp, problem.reward, problem.objective
     state = ActorCriticState.initial(problem)
-    V = None
+    V, theta_lam = None, None
 
     def lower(k):
-        tau = float(config.schedule_values(np.array([k]))["tau"][0])
+        v = config.schedule_values(np.array([k]))
+        tau, lam = float(v["tau"][0]), float(v["lam"][0])
         if tau <= 0:
-            raise ValueError(f"method 'hypergradient' needs tau_k > 0; tau_{k} = {tau}")
-        return tau, lower_solve(mdp, reward.value(state.x), tau, V0=V)
+            raise ValueError(f"the oracle methods need tau_k > 0; tau_{k} = {tau}")
+        sol = lower_solve(mdp, reward.value(state.x), tau, V0=V)
+        pen = penalized_policy(mdp, reward, obj, state.x, lam, tau, theta0=theta_lam, solution=sol) if penalty else None
+        return tau, sol, pen
 
-    def sync(sol, tau):
-        for name in ("theta", "phi"):
-            setattr(state, name, sol.Q / tau)
-        state.Qtheta = state.Qphi = np.array(sol.Q)
+    def sync(tau, sol, pen):
+        state.phi = sol.Q / tau
+        state.Qphi = np.array(sol.Q)
+        state.theta = np.array(pen.theta) if pen is not None else sol.Q / tau
+        V_th, Q_th = evaluate(mdp, reward.value(state.x), softmax_policy(state.theta), tau)
+        state.Qtheta = Q_th
+        Vc, Qc = evaluate(mdp, obj.cost, softmax_policy(state.theta), 0.0)
+        state.Qc = Qc
 
-    tau, sol = lower(0)
-    sync(sol, tau)
+    tau, sol, pen = lower(0)
+    sync(tau, sol, pen)
     on_log(state)
     for k in range(config.steps):
         zeta = float(config.schedule_values(np.array([k]))["zeta"][0])
-        g = hypergradient(mdp, reward, problem.objective, state.x, tau, solution=sol)
+        g = pen.grad_ell if penalty else hypergradient(mdp, reward, obj, state.x, tau, solution=sol)
         state.x = problem.project(state.x - zeta * g)
         state.k = k + 1
         V = sol.V
-        tau, sol = lower(k + 1)
+        theta_lam = None if pen is None else pen.theta
+        tau, sol, pen = lower(k + 1)
         if state.k % config.log_every == 0 or state.k == config.steps:
-            sync(sol, tau)
+            sync(tau, sol, pen)
             on_log(state)
     return state
 
@@ -92,9 +113,9 @@ def run(problem, config, seed=0, method="actor_critic"):
         row["time"] = time.perf_counter() - t0
         rows.add(**row)
 
-    if method == "actor_critic":
-        run_actor_critic(problem, config, seed, on_log)
+    if method in ("actor_critic", "partial_sgd"):
+        run_actor_critic(problem, config, seed, on_log, partial=method == "partial_sgd")
     else:
-        _hypergradient_descent(problem, config, on_log)
+        _oracle_descent(problem, config, on_log, penalty=method == "nested_penalty")
     meta = run_metadata(dict(config.as_dict(), method=method), seed if not isinstance(seed, np.random.Generator) else None)
     return rows.build(meta)
