@@ -43,10 +43,10 @@ def schedules(n, tau=0.3, lam=5.0, alpha=0.2, beta=0.4, zeta=0.05):
     return {k: np.full(n, v) for k, v in dict(tau=tau, lam=lam, alpha=alpha, beta=beta, zeta=zeta).items()}
 
 
-def kernel_steps(problem, state, sched, rng, sampling="iid", batch=1, natural=False, chains=None):
-    """The compiled loop called directly (steps with any step sizes, e.g. beta = 0)."""
-    model = compiled_model(problem)
-    sampler = transition_sampler(problem.mdp)
+def kernel_steps(problem, state, sched, rng, sampling="iid", batch=1, natural=False, chains=None, prepared=None):
+    """The compiled loop called directly (steps with any step sizes, e.g. beta = 0);
+    ``prepared`` = (compiled_model(problem), transition_sampler(mdp)) saves rebuilding them."""
+    model, sampler = prepared or (compiled_model(problem), transition_sampler(problem.mdp))
     lse = {n: np.array([np.logaddexp.reduce(r) for r in getattr(state, n)]) for n in ("phi", "theta")}
     counter = np.zeros(1, np.int64)
     chains = np.array([0, 0] if chains is None else chains, np.int64)
@@ -80,10 +80,12 @@ def test_compiled_loop_equals_the_plain_reference(kind, sparse, sampling, batch,
         np.testing.assert_allclose(getattr(st, name), ref_state[name], rtol=1e-10, atol=1e-12, err_msg=name)
 
 
-def _deltas(problem, state, sched, fields):
+def _deltas(problem, state, sched, fields, natural=False):
+    prepared = (compiled_model(problem), transition_sampler(problem.mdp))
+
     def estimate(rng):
         st = state.copy()
-        kernel_steps(problem, st, sched, rng)
+        kernel_steps(problem, st, sched, rng, natural=natural, prepared=prepared)
         return np.concatenate([(getattr(st, f) - getattr(state, f)).ravel() for f in fields])
     return estimate
 
@@ -114,12 +116,7 @@ def test_actor_directions_are_unbiased_with_fixed_critics(natural):
     state = random_state(problem, 4)
     sched = schedules(1, beta=0.0)
     fields = ("phi", "theta")
-
-    def estimate(rng):
-        st = state.copy()
-        kernel_steps(problem, st, sched, rng, natural=natural)
-        return np.concatenate([(getattr(st, f) - getattr(state, f)).ravel() for f in fields])
-
+    estimate = _deltas(problem, state, sched, fields, natural)
     report = check_unbiased(estimate, _expected(problem, state, sched, fields, natural=natural),
                             n_samples=20_000, alpha=1e-3, seed=12)
     assert report, report
