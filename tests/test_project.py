@@ -1,4 +1,4 @@
-"""The README's two commands: the main job works, and CI runs the test command verbatim."""
+"""The README's two commands: the main job is wired, and CI runs the test command verbatim."""
 
 import re
 from pathlib import Path
@@ -18,8 +18,13 @@ def _readme_commands():
 
 def test_readme_opens_with_two_commands():
     install_run, install_test = _readme_commands()
-    assert install_run.startswith("pip install . &&")
+    assert install_run == "pip install . && exactbilevel run gridworld-goal"
     assert install_test.startswith('pip install ".[test]" &&')
+
+
+def test_the_exactbilevel_command_is_the_cli():
+    text = (ROOT / "pyproject.toml").read_text()
+    assert 'exactbilevel = "exactbilevel.__main__:main"' in text
 
 
 def test_ci_runs_the_readme_test_command_verbatim():
@@ -28,8 +33,8 @@ def test_ci_runs_the_readme_test_command_verbatim():
     assert install_test in ci_lines
 
 
-def test_main_job_prints_certified_solutions_and_arrows(capsys):
-    assert main(["--n", "4"]) == 0
+def test_solve_prints_certified_solutions_and_arrows(capsys):
+    assert main(["solve", "--n", "4"]) == 0
     out = capsys.readouterr().out
     assert out.count("certified |V - V*| <=") == 2
     # the tau = 0 greedy policy: 4 rows of 4 arrows
@@ -42,8 +47,10 @@ def test_main_job_prints_certified_solutions_and_arrows(capsys):
     assert f"{V[0]:.2f}" in out
 
 
-def test_readme_python_examples_run():
-    """The README's Python blocks run, in order, in one namespace (their asserts included)."""
+def test_readme_python_examples_run(tmp_path, monkeypatch):
+    """The README's Python blocks run, in order, in one namespace (their asserts included),
+    in a temporary folder (they save files)."""
+    monkeypatch.chdir(tmp_path)
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
     assert len(blocks) >= 3
     namespace = {}

@@ -1,0 +1,18 @@
+"""The paper's experiments (spec section 6), runnable with ``exactbilevel run NAME``.
+
+Each experiment module has a configuration dataclass (defaults reproduce the
+figures committed in ``figures/``; TOML files override them, see
+:mod:`exactbilevel.experiments.config`), ``run_experiment(config, out, workers,
+progress)`` which writes a results folder, and ``figures(out)`` which draws its
+figures from that folder.
+"""
+
+from . import gridworld_goal
+
+#: name -> (module, configuration class, one-line description)
+EXPERIMENTS = {
+    gridworld_goal.NAME: (gridworld_goal, gridworld_goal.GridworldGoal,
+                          "GridWorld goal position (spec 6.1): landscapes, paths, Phi_0 against samples"),
+}
+
+__all__ = ["EXPERIMENTS"]

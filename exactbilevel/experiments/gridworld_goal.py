@@ -1,0 +1,249 @@
+"""GridWorld goal position (spec section 6.1, a choice of this package).
+
+An N x N grid (actions up, down, left, right, stay; slip to a uniformly random
+move; walls reflect; rho uniform).  The upper variable x in [0, N-1]^2 is the
+goal: ``r_x(s, a) = exp(-|c(s) - x|^2 / (2 sigma^2))``.  The designer's objective
+``f = <nu^pi, u> + kappa/2 |x - xbar|^2`` with ``u = -1`` on target cells and
+``+1`` on hazard cells.
+
+Outputs (in the results folder):
+
+* ``landscape.npz``: Phi_0 and Phi_tau on a grid of x (exact solves);
+* ``runs/<method>/seed<k>.npz`` (+ ``.json``): the Trace of every run, with every
+  ground-truth diagnostic of spec section 5 at the logging points;
+* ``summary.json``: the final table (final Phi_0 over seeds: median and the
+  10-90% quantiles, final x, environment samples);
+* figures ``landscape.{png,pdf}`` (both landscapes with the median x_k path of
+  each method) and ``objective.{png,pdf}`` (Phi_0(x_k) against environment
+  samples, median and 10-90% band over seeds).
+
+Methods: the section 4 actor-critic with decaying tau, the same with each fixed
+tau of ``tau_fixed``, partial SGD (sampled), and the oracle nested loop with the
+penalty gradient (exact lower level; plotted against k, not samples).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import envs, schedules
+from ..actor_critic import ActorCriticConfig, ScheduleWarning
+from ..objectives import OccupancyObjective
+from ..problem import BilevelProblem
+from ..rewards import GaussianGoalReward
+from ..runner import run
+from ..solvers import solve
+from ..trace import Trace
+from .config import ConfigError, dumps
+
+NAME = "gridworld-goal"
+
+
+@dataclass(frozen=True)
+class GridworldGoal:
+    """Configuration of the GridWorld goal experiment (defaults: the committed figures)."""
+
+    n: int = dataclasses.field(default=10, metadata={"doc": "side N of the grid"})
+    slip: float = dataclasses.field(default=0.1, metadata={"doc": "probability of a uniformly random move"})
+    gamma: float = dataclasses.field(default=0.95, metadata={"doc": "discount"})
+    sigma: float = dataclasses.field(default=1.0, metadata={"doc": "width of the goal bump"})
+    targets: tuple = dataclasses.field(default=((1, 8),), metadata={"doc": "target cells [row, col], u = -1"})
+    hazards: tuple = dataclasses.field(default=((3, 5), (4, 5), (5, 5)), metadata={"doc": "hazard cells, u = +1"})
+    kappa: float = dataclasses.field(default=0.01, metadata={"doc": "weight of kappa/2 |x - xbar|^2"})
+    xbar: tuple = dataclasses.field(default=(4.5, 4.5), metadata={"doc": "center of the quadratic term"})
+    x0: tuple = dataclasses.field(default=(3.0, 6.0), metadata={"doc": "starting goal position"})
+    steps: int = dataclasses.field(default=300_000, metadata={"doc": "actor-critic steps per run"})
+    seeds: int = dataclasses.field(default=10, metadata={"doc": "seeds per sampled method"})
+    log_every: int = dataclasses.field(default=10_000, metadata={"doc": "steps between logging points"})
+    tau0: float = dataclasses.field(default=0.5, metadata={"doc": "tau_k = tau0 (k+1)^-tau_decay"})
+    tau_decay: float = dataclasses.field(default=0.2, metadata={"doc": "decay exponent of tau"})
+    tau_fixed: tuple = dataclasses.field(default=(0.5, 0.1), metadata={"doc": "fixed-tau variants"})
+    lam0: float = dataclasses.field(default=10.0, metadata={"doc": "lam_k = lam0 (k+1)^lam_growth"})
+    lam_growth: float = dataclasses.field(default=0.2, metadata={"doc": "growth exponent of lam"})
+    alpha0: float = dataclasses.field(default=1.0, metadata={"doc": "actors: alpha0 (k+1)^-alpha_decay"})
+    alpha_decay: float = dataclasses.field(default=0.5, metadata={"doc": ""})
+    beta0: float = dataclasses.field(default=1.0, metadata={"doc": "critics: beta0 (k+1)^-beta_decay"})
+    beta_decay: float = dataclasses.field(default=0.4, metadata={"doc": ""})
+    zeta0: float = dataclasses.field(default=0.005, metadata={"doc": "upper: zeta0 (k+1)^-zeta_decay"})
+    zeta_decay: float = dataclasses.field(default=0.6, metadata={"doc": ""})
+    actor: str = dataclasses.field(default="pg", metadata={"doc": "pg or npg"})
+    oracle_steps: int = dataclasses.field(default=200, metadata={"doc": "outer steps of the nested oracle"})
+    oracle_zeta: float = dataclasses.field(default=2.0, metadata={"doc": "its constant step size"})
+    landscape_step: float = dataclasses.field(default=0.25, metadata={"doc": "spacing of the x grid of the landscapes"})
+    landscape_tau: float = dataclasses.field(default=0.1, metadata={"doc": "tau of the Phi_tau landscape"})
+
+    def check(self):
+        def need(cond, key, what):
+            if not cond:
+                raise ConfigError(f"key {key!r} must be {what}, got {getattr(self, key)!r}")
+        need(self.n >= 2, "n", ">= 2")
+        need(0 <= self.slip <= 1, "slip", "in [0, 1]")
+        need(0 <= self.gamma < 1, "gamma", "in [0, 1)")
+        for key in ("sigma", "tau0", "lam0", "alpha0", "beta0", "zeta0", "landscape_step", "landscape_tau",
+                    "oracle_zeta"):
+            need(getattr(self, key) > 0, key, "> 0")
+        for key in ("kappa", "tau_decay", "lam_growth", "alpha_decay", "beta_decay", "zeta_decay"):
+            need(getattr(self, key) >= 0, key, ">= 0")
+        for key in ("steps", "seeds", "log_every", "oracle_steps"):
+            need(getattr(self, key) >= 1, key, "an integer >= 1")
+        for key in ("targets", "hazards"):
+            need(all(len(c) == 2 and all(isinstance(v, int) and 0 <= v < self.n for v in c) for c in getattr(self, key)),
+                 key, f"a list of [row, col] cells with entries in [0, {self.n - 1}]")
+        for key in ("xbar", "x0"):
+            need(len(getattr(self, key)) == 2 and all(0 <= v <= self.n - 1 for v in getattr(self, key)), key,
+                 f"a point [x1, x2] in [0, {self.n - 1}]^2")
+        need(all(t > 0 for t in self.tau_fixed), "tau_fixed", "a list of numbers > 0")
+        need(self.actor in ("pg", "npg"), "actor", '"pg" or "npg"')
+
+
+def problem(cfg):
+    grid = envs.gridworld(n=cfg.n, slip=cfg.slip, gamma=cfg.gamma, targets=[tuple(c) for c in cfg.targets],
+                          hazards=[tuple(c) for c in cfg.hazards])
+    mdp = grid.mdp
+    reward = GaussianGoalReward(grid.coords, mdp.A, sigma=cfg.sigma)
+    cost = np.repeat(grid.cost()[:, None], mdp.A, axis=1)
+    obj = OccupancyObjective(mdp, cost, kappa=cfg.kappa, center=np.array(cfg.xbar, dtype=float))
+    return BilevelProblem(mdp, reward, obj, np.array(cfg.x0, dtype=float), bounds=(0.0, cfg.n - 1.0))
+
+
+def landscape(cfg, prob):
+    """Phi_0 and Phi_tau on the grid ``arange(0, n - 1, step)`` in both coordinates:
+    ``(grid, phi0[i, j], phi_tau[i, j])`` at x = (grid[i], grid[j])."""
+    grid = np.arange(0.0, cfg.n - 1 + 1e-9, cfg.landscape_step)
+    phi0 = np.empty((grid.size, grid.size))
+    phit = np.empty_like(phi0)
+    mdp, reward, obj = prob.mdp, prob.reward, prob.objective
+    V0 = Vt = None
+    for i, a in enumerate(grid):
+        for j, b in enumerate(grid):
+            x = np.array([a, b])
+            r = reward.value(x)
+            s0 = solve(mdp, r, 0.0, tol=1e-9, V0=V0)
+            st = solve(mdp, r, cfg.landscape_tau, tol=1e-9, V0=Vt)
+            V0, Vt = s0.V, st.V
+            phi0[i, j], phit[i, j] = obj.value(x, s0.pi), obj.value(x, st.pi)
+    return grid, phi0, phit
+
+
+def methods(cfg):
+    """``name -> (method, ActorCriticConfig, seeds)`` for every curve of the figures."""
+    common = dict(lam=schedules.power(cfg.lam0, -cfg.lam_growth), alpha=schedules.power(cfg.alpha0, cfg.alpha_decay),
+                  beta=schedules.power(cfg.beta0, cfg.beta_decay), zeta=schedules.power(cfg.zeta0, cfg.zeta_decay),
+                  actor=cfg.actor, log_every=cfg.log_every, steps=cfg.steps)
+    out = {"decaying tau": ("actor_critic", dict(common, tau=schedules.power(cfg.tau0, cfg.tau_decay)), cfg.seeds)}
+    for t in cfg.tau_fixed:
+        out[f"fixed tau = {t:g}"] = ("actor_critic", dict(common, tau=t), cfg.seeds)
+    out["partial SGD"] = ("partial_sgd", dict(common, tau=schedules.power(cfg.tau0, cfg.tau_decay)), cfg.seeds)
+    oracle = dict(common, steps=cfg.oracle_steps, log_every=max(1, cfg.oracle_steps // 50), zeta=cfg.oracle_zeta,
+                  alpha=cfg.oracle_zeta, beta=cfg.oracle_zeta, tau=schedules.power(cfg.tau0, cfg.tau_decay))
+    out["nested (oracle)"] = ("nested_penalty", oracle, 1)
+    return out
+
+
+def _slug(name):
+    """A folder name: 'fixed tau = 0.5' -> 'fixed-tau-0.5'."""
+    return re.sub(r"[^0-9A-Za-z.]+", "-", name).strip("-")
+
+
+def _one(cfg, name, method, kw, seed, out):
+    prob = problem(cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ScheduleWarning)  # fixed-tau variants on purpose
+        trace = run(prob, ActorCriticConfig(**kw), seed=seed, method=method)
+    path = Path(out) / "runs" / _slug(name) / f"seed{seed}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    trace.save(path)
+    return name, seed, str(path)
+
+
+def tasks(cfg, out):
+    return [(cfg, name, method, kw, seed, out) for name, (method, kw, n) in methods(cfg).items() for seed in range(n)]
+
+
+def load_runs(out, names=None):
+    """``method name -> [Trace]`` from a results folder (names from summary.json by default)."""
+    out = Path(out)
+    if names is None:
+        names = json.loads((out / "summary.json").read_text())["methods"]
+    return {name: [Trace.load(p) for p in sorted((out / "runs" / _slug(name)).glob("seed*.npz"))] for name in names}
+
+
+def summarize(runs):
+    rows = []
+    for name, traces in runs.items():
+        final = np.array([t["phi0"][-1] for t in traces])
+        xs = np.array([t["x"][-1] for t in traces])
+        rows.append(dict(method=name, seeds=len(traces), phi0_median=float(np.median(final)),
+                         phi0_q10=float(np.quantile(final, 0.1)), phi0_q90=float(np.quantile(final, 0.9)),
+                         x_mean=xs.mean(axis=0).tolist(), samples=int(traces[0]["samples"][-1])))
+    return rows
+
+
+def table(rows):
+    head = f"{'method':20s} {'seeds':>5s} {'final Phi_0: median [q10, q90]':>34s} {'final x (mean)':>16s} {'samples':>12s}"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['method']:20s} {r['seeds']:5d} {r['phi0_median']:12.4f} [{r['phi0_q10']:8.4f}, {r['phi0_q90']:8.4f}]"
+                     f"   ({r['x_mean'][0]:5.2f}, {r['x_mean'][1]:5.2f}) {r['samples']:12d}")
+    return "\n".join(lines)
+
+
+def _write_atomic(path, text):
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def run_experiment(cfg, out, workers=1, progress=True):
+    """Run everything, write the results folder ``out``, return the summary rows."""
+    from joblib import Parallel, delayed
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    prob = problem(cfg)
+    grid, phi0, phit = landscape(cfg, prob)
+    tmp = out / "landscape.tmp.npz"
+    np.savez(tmp, grid=grid, phi0=phi0, phi_tau=phit, tau=cfg.landscape_tau)
+    os.replace(tmp, out / "landscape.npz")
+    todo = tasks(cfg, out)
+    jobs = Parallel(n_jobs=workers, return_as="generator_unordered")(delayed(_one)(*t) for t in todo)
+    for _ in tqdm(jobs, total=len(todo), desc=NAME, disable=not progress, unit="run"):
+        pass
+    names = list(methods(cfg))
+    rows = summarize(load_runs(out, names))
+    _write_atomic(out / "config.toml", dumps(cfg))
+    _write_atomic(out / "summary.json", json.dumps(dict(experiment=NAME, methods=names, rows=rows,
+                                                        seconds=time.perf_counter() - t0), indent=2))
+    figures(out)
+    return rows
+
+
+def figures(out):
+    """Draw the two figures of a results folder (PNG and PDF)."""
+    from .. import plots
+
+    out = Path(out)
+    land = np.load(out / "landscape.npz")
+    runs = load_runs(out)
+    # x = (row, column) of the grid: drawn with the column horizontal, rows downwards
+    paths = {name: np.median(np.stack([t["x"] for t in traces]), axis=0)[:, ::-1] for name, traces in runs.items()}
+    fig = plots.landscapes(land["grid"], land["grid"], {r"$\Phi_0(x)$": land["phi0"],
+                                                        rf"$\Phi_\tau(x)$, $\tau$ = {float(land['tau']):g}": land["phi_tau"]},
+                           paths=paths, y_down=True, xlabel="goal column $x_2$ (cells)",
+                           ylabel="goal row $x_1$ (cells)")
+    plots.save(fig, out / "landscape")
+    sampled = {name: traces for name, traces in runs.items() if traces[0]["samples"][-1] > 0}
+    fig = plots.curves(sampled, x="samples", y="phi0", logx=True, xlabel="environment samples",
+                       ylabel=r"$\Phi_0(x_k)$")
+    plots.save(fig, out / "objective")

@@ -1,0 +1,164 @@
+"""Experiments and the command line: configurations, a reduced GridWorld-goal run, workers."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from exactbilevel.__main__ import main
+from exactbilevel.experiments import gridworld_goal as G
+from exactbilevel.experiments.config import ConfigError, dumps, load
+from exactbilevel.trace import Trace
+
+ROOT = Path(__file__).resolve().parents[1]
+
+SMALL = """
+steps = 2000
+seeds = 2
+log_every = 1000
+landscape_step = 3.0
+oracle_steps = 4
+tau_fixed = [0.3]
+landscape_tau = 0.5
+"""
+
+
+def test_committed_toml_is_the_default_configuration():
+    assert load(G.GridworldGoal, ROOT / "experiments" / "gridworld-goal.toml") == load(G.GridworldGoal)
+    assert load(G.GridworldGoal, dumps(load(G.GridworldGoal))) == load(G.GridworldGoal)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("stepz = 3", "unknown key 'stepz'"),
+    ('steps = "many"', "key 'steps' must be an integer"),
+    ("steps = 1.5", "key 'steps' must be an integer"),
+    ("gamma = true", "key 'gamma' must be a number"),
+    ("gamma = 1.0", r"key 'gamma' must be in \[0, 1\)"),
+    ("seeds = 0", "key 'seeds' must be an integer >= 1"),
+    ("targets = [[1, 20]]", "key 'targets' must be a list of \\[row, col\\] cells"),
+    ('actor = "sgd"', "key 'actor' must be \"pg\" or \"npg\""),
+    ("steps = [", "not valid TOML"),
+])
+def test_bad_configurations_are_rejected_naming_the_key(text, message):
+    with pytest.raises(ConfigError, match=message):
+        load(G.GridworldGoal, text + "\n")
+
+
+def test_the_command_line_rejects_a_bad_configuration_before_running(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("kappa = -1\n")
+    with pytest.raises(SystemExit, match="key 'kappa' must be >= 0"):
+        main(["run", "gridworld-goal", "--config", str(bad), "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", ["run", "sweep", "plot", "list", "config", "solve"])
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exc:
+        main([command, "--help"])
+    assert exc.value.code == 0
+    assert "usage: exactbilevel " + command in capsys.readouterr().out
+
+
+def test_list_names_the_experiments(capsys):
+    main(["list"])
+    assert "gridworld-goal" in capsys.readouterr().out
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gg")
+    (out / "small.toml").write_text(SMALL)
+    assert main(["run", "gridworld-goal", "--config", str(out / "small.toml"), "--out", str(out / "res"),
+                 "--workers", "1", "--quiet"]) == 0
+    return out / "res"
+
+
+def test_reduced_gridworld_goal_writes_results_and_figures(small_run):
+    summary = json.loads((small_run / "summary.json").read_text())
+    assert summary["methods"] == ["decaying tau", "fixed tau = 0.3", "partial SGD", "nested (oracle)"]
+    for stem in ("landscape", "objective"):
+        for ext in ("png", "pdf"):
+            assert (small_run / f"{stem}.{ext}").stat().st_size > 1000
+    runs = G.load_runs(small_run)
+    assert [len(v) for v in runs.values()] == [2, 2, 2, 1]
+    land = np.load(small_run / "landscape.npz")
+    assert land["phi0"].shape == (4, 4)  # x grid 0, 3, 6, 9
+    # the logged Phi_tau at k = 0 (tau_0 = 0.5) is the landscape's at x0 (computed apart);
+    # Phi_0 itself jumps where optimal actions tie (x0 on a cell centre), so it is not compared
+    cfg = load(G.GridworldGoal, SMALL)
+    i, j = (int(np.flatnonzero(np.isclose(land["grid"], v))[0]) for v in cfg.x0)
+    assert runs["decaying tau"][0]["tau"][0] == cfg.landscape_tau
+    assert runs["decaying tau"][0]["phi_tau"][0] == pytest.approx(land["phi_tau"][i, j], abs=1e-7)
+
+
+def test_same_results_with_one_and_two_workers(small_run, tmp_path):
+    (tmp_path / "small.toml").write_text(SMALL)
+    main(["run", "gridworld-goal", "--config", str(tmp_path / "small.toml"), "--out", str(tmp_path / "res"),
+          "--workers", "2", "--quiet"])
+    for name in G.load_runs(small_run):
+        for a, b in zip(G.load_runs(small_run)[name], G.load_runs(tmp_path / "res")[name]):
+            for col in a.columns:
+                if col != "time":
+                    np.testing.assert_array_equal(a[col], b[col], err_msg=f"{name}: {col}")
+
+
+def test_plot_redraws_the_figures(small_run, capsys):
+    (small_run / "objective.png").unlink()
+    assert main(["plot", str(small_run)]) == 0
+    assert (small_run / "objective.png").exists()
+
+
+TINY = """
+steps = 600
+seeds = 2
+log_every = 300
+landscape_step = 9.0
+oracle_steps = 2
+tau_fixed = [0.3]
+"""
+
+
+def _traces(folder):
+    return {name: [{c: t[c] for c in t.columns if c != "time"} for t in traces]
+            for name, traces in G.load_runs(folder).items()}
+
+
+def _same(a, b):
+    assert a.keys() == b.keys()
+    for name in a:
+        for ta, tb in zip(a[name], b[name]):
+            for col in ta:
+                np.testing.assert_array_equal(ta[col], tb[col], err_msg=f"{name}: {col}")
+
+
+def test_sweep_is_the_same_on_one_two_workers_and_a_dask_cluster(tmp_path):
+    """Two grid points; results identical with 1 and 2 local workers and on a dask LocalCluster."""
+    distributed = pytest.importorskip("distributed")
+    (tmp_path / "base.toml").write_text(TINY)
+    (tmp_path / "grid.toml").write_text("zeta0 = [0.005, 0.01]\n")
+    common = ["sweep", "gridworld-goal", "--grid", str(tmp_path / "grid.toml"), "--config",
+              str(tmp_path / "base.toml"), "--quiet"]
+    main(common + ["--out", str(tmp_path / "w1"), "--workers", "1"])
+    main(common + ["--out", str(tmp_path / "w2"), "--workers", "2"])
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        main(common + ["--out", str(tmp_path / "dask"), "--scheduler", cluster.scheduler_address])
+    labels = sorted(p.name for p in (tmp_path / "w1").iterdir())
+    assert labels == ["zeta0=0.005", "zeta0=0.01"]
+    for label in labels:
+        ref = _traces(tmp_path / "w1" / label)
+        _same(ref, _traces(tmp_path / "w2" / label))
+        _same(ref, _traces(tmp_path / "dask" / label))
+    assert not np.array_equal(_traces(tmp_path / "w1" / labels[0])["decaying tau"][0]["x"],
+                              _traces(tmp_path / "w1" / labels[1])["decaying tau"][0]["x"])
+
+
+def test_sweep_rejects_a_bad_grid_before_running(tmp_path):
+    (tmp_path / "grid.toml").write_text("zeta0 = [0.01, -1.0]\n")
+    with pytest.raises(SystemExit, match="key 'zeta0' must be > 0"):
+        main(["sweep", "gridworld-goal", "--grid", str(tmp_path / "grid.toml"), "--out", str(tmp_path / "o")])
+    assert not (tmp_path / "o").exists()
+    (tmp_path / "grid.toml").write_text("zeta = [0.01]\n")
+    with pytest.raises(SystemExit, match="unknown key 'zeta' in the sweep grid"):
+        main(["sweep", "gridworld-goal", "--grid", str(tmp_path / "grid.toml"), "--out", str(tmp_path / "o")])
