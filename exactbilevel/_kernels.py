@@ -195,13 +195,24 @@ def _compact_rows(bound, lengths, src_idx, src_val, indptr_out, dst_idx, dst_val
 @njit(cache=True)
 def policy_matrix_csr(indptr, indices, data, pi):
     """CSR arrays (indptr, indices, data) of P_pi = sum_a pi[s,a] P[s,a,:], with
-    sorted, unique columns per row.  Actions with pi[s, a] = 0 contribute nothing."""
+    sorted, unique columns per row.  Actions with pi[s, a] = 0 contribute nothing.
+    When no row has a repeated column (one action per state: hard policies)
+    the merged rows are returned as written, without the compaction pass.
+    For a sequence of policies of full support use :func:`policy_pattern`
+    once and :func:`policy_refill` per policy instead."""
     S = pi.shape[0]
     bound = _policy_row_counts(indptr, pi)
     tmp_idx = np.empty(bound[S], dtype=indices.dtype)
     tmp_val = np.empty(bound[S], dtype=np.float64)
     lengths = np.empty(S, dtype=np.int64)
     _policy_rows_merge(indptr, indices, data, pi, bound, tmp_idx, tmp_val, lengths)
+    merged = True
+    for s in range(S):
+        if lengths[s] != bound[s + 1] - bound[s]:
+            merged = False
+            break
+    if merged:  # no column repeats (e.g. one action per state): no compaction pass
+        return bound, tmp_idx, tmp_val
     out_ptr = np.zeros(S + 1, dtype=np.int64)
     for s in range(S):
         out_ptr[s + 1] = out_ptr[s] + lengths[s]
@@ -230,6 +241,7 @@ def flow_order(indptr, indices, data):
     a row with no other entry).  States on cycles of m have depth 0; every other
     state has depth(m(s)) + 1.  Returns the states sorted by depth (stable): a
     Gauss-Seidel sweep in this order solves a deterministic chain in one pass.
+    The multigrid of :mod:`exactbilevel.evaluation` relabels states in this order.
     """
     S = indptr.shape[0] - 1
     succ = np.empty(S, dtype=np.int64)
@@ -275,23 +287,6 @@ def flow_order(indptr, indices, data):
     return np.argsort(depth, kind="mergesort")
 
 
-@njit(cache=True)
-def gauss_seidel_sweep(indptr, indices, data, gamma, order, b, x):
-    """One in-place Gauss-Seidel sweep for (I - gamma M) x = b, states in ``order``:
-    x[s] <- (b[s] + gamma sum_{t != s} M[s, t] x[t]) / (1 - gamma M[s, s])."""
-    for j in range(order.shape[0]):
-        s = order[j]
-        acc = 0.0
-        diag = 0.0
-        for k in range(indptr[s], indptr[s + 1]):
-            t = indices[k]
-            if t == s:
-                diag += data[k]
-            else:
-                acc += data[k] * x[t]
-        x[s] = (b[s] + gamma * acc) / (1.0 - gamma * diag)
-
-
 @njit(cache=True, parallel=True)
 def csr_backup(indptr, indices, data, b, gamma, x, out):
     """out = b + gamma * M x for the CSR matrix M = (indptr, indices, data)."""
@@ -316,3 +311,273 @@ def policy_reward(pi, r, tau, out):
                 if tau > 0.0:
                     acc -= tau * p * np.log(p)
         out[s] = acc
+
+
+# --------------------------------------------------------------------------- aggregation multigrid
+# A level of the multigrid hierarchy of A = I - gamma M (see evaluation._Multigrid)
+# is stored "split": its diagonal ``diag`` and the CSR arrays (optr, oidx, oval)
+# of its off-diagonal part (all entries <= 0 for the M-matrices met here).
+
+
+@njit(cache=True, parallel=True)
+def _split_counts(indptr, indices, order, counts):
+    n = order.shape[0]
+    for q in prange(n):
+        s = order[q]
+        c = 0
+        for k in range(indptr[s], indptr[s + 1]):
+            if indices[k] != s:
+                c += 1
+        counts[q + 1] = c
+
+
+@njit(cache=True, parallel=True)
+def _split_fill(indptr, indices, data, gamma, order, inv, optr, oidx, oval, diag):
+    n = order.shape[0]
+    for q in prange(n):
+        s = order[q]
+        d = 1.0
+        j = optr[q]
+        for k in range(indptr[s], indptr[s + 1]):
+            t = indices[k]
+            if t == s:
+                d -= gamma * data[k]
+            else:
+                oidx[j] = inv[t]
+                oval[j] = -gamma * data[k]
+                j += 1
+        diag[q] = d
+
+
+@njit(cache=True)
+def permuted_split(indptr, indices, data, gamma, order):
+    """The matrix A = I - gamma M (M in CSR) with rows and columns permuted by
+    ``order`` (new index q is old state order[q]), in split storage: returns
+    (optr, oidx, oval, diag) with diag[q] = A[order[q], order[q]] and the CSR
+    arrays of the off-diagonal part, oval = A[order[q], order[j]] at column j.
+    Entries of M on the diagonal fold into ``diag``."""
+    n = order.shape[0]
+    inv = np.empty(n, dtype=np.int64)
+    for q in range(n):
+        inv[order[q]] = q
+    counts = np.zeros(n + 1, dtype=np.int64)
+    _split_counts(indptr, indices, order, counts)
+    for q in range(n):
+        counts[q + 1] += counts[q]
+    oidx = np.empty(counts[n], dtype=np.int64)
+    oval = np.empty(counts[n], dtype=np.float64)
+    diag = np.empty(n, dtype=np.float64)
+    _split_fill(indptr, indices, data, gamma, order, inv, counts, oidx, oval, diag)
+    return counts, oidx, oval, diag
+
+
+@njit(cache=True)
+def pairwise_aggregate(optr, oidx, oval):
+    """Pairwise aggregation of the states (Notay's pairwise matching, rows only).
+
+    Visiting states in index order, an unassigned state i is paired with the
+    unassigned j of most negative a_ij (its strongest outgoing coupling); a
+    state whose neighbours are all taken joins the aggregate of its strongest
+    neighbour when that aggregate has fewer than 3 members, else stays alone.
+    Returns (agg, nc): agg[i] in [0, nc) names i's aggregate."""
+    n = optr.shape[0] - 1
+    agg = np.full(n, -1, dtype=np.int64)
+    size = np.zeros(n, dtype=np.int64)
+    nc = 0
+    for i in range(n):
+        if agg[i] >= 0:
+            continue
+        best = -1
+        bval = 0.0
+        strong = -1
+        sval = 0.0
+        for k in range(optr[i], optr[i + 1]):
+            j = oidx[k]
+            if j == i:
+                continue
+            if agg[j] < 0 and oval[k] < bval:
+                bval = oval[k]
+                best = j
+            if oval[k] < sval:
+                sval = oval[k]
+                strong = j
+        if best >= 0:
+            agg[i] = nc
+            agg[best] = nc
+            size[nc] = 2
+            nc += 1
+        elif strong >= 0 and size[agg[strong]] < 3:
+            agg[i] = agg[strong]
+            size[agg[i]] += 1
+        else:
+            agg[i] = nc
+            size[nc] = 1
+            nc += 1
+    return agg, nc
+
+
+@njit(cache=True)
+def galerkin(optr, oidx, oval, diag, agg, nc):
+    """Coarse level (cptr, cidx, cval, cdiag) of R A P for the piecewise-constant
+    prolongation P[i, agg[i]] = 1 and R = P^T: entry (I, J) sums a_ij over i in
+    aggregate I, j in aggregate J (the diagonal of A included); columns of a
+    coarse row in order of first appearance."""
+    n = diag.shape[0]
+    # members of each aggregate (counting sort)
+    mptr = np.zeros(nc + 1, dtype=np.int64)
+    for i in range(n):
+        mptr[agg[i] + 1] += 1
+    for c in range(nc):
+        mptr[c + 1] += mptr[c]
+    fill = mptr[:-1].copy()
+    mem = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        c = agg[i]
+        mem[fill[c]] = i
+        fill[c] += 1
+    cptr = np.zeros(nc + 1, dtype=np.int64)
+    cidx = np.empty(optr[n], dtype=np.int64)
+    cval = np.empty(optr[n], dtype=np.float64)
+    cdiag = np.zeros(nc, dtype=np.float64)
+    marker = np.full(nc, -1, dtype=np.int64)
+    pos = 0
+    for c in range(nc):
+        start = pos
+        d = 0.0
+        for m in range(mptr[c], mptr[c + 1]):
+            i = mem[m]
+            d += diag[i]
+            for k in range(optr[i], optr[i + 1]):
+                J = agg[oidx[k]]
+                if J == c:
+                    d += oval[k]
+                elif marker[J] < start:
+                    marker[J] = pos
+                    cidx[pos] = J
+                    cval[pos] = oval[k]
+                    pos += 1
+                else:
+                    cval[marker[J]] += oval[k]
+        cdiag[c] = d
+        cptr[c + 1] = pos
+    return cptr, cidx[:pos].copy(), cval[:pos].copy(), cdiag
+
+
+@njit(cache=True)
+def gs_split(optr, oidx, oval, diag, reverse, b, x):
+    """One in-place Gauss-Seidel sweep for A x = b (split storage), states in
+    index order (reversed when ``reverse``): x[s] <- (b[s] - sum_t a_st x[t]) / a_ss."""
+    n = diag.shape[0]
+    for q in range(n):
+        s = n - 1 - q if reverse else q
+        acc = b[s]
+        for k in range(optr[s], optr[s + 1]):
+            acc -= oval[k] * x[oidx[k]]
+        x[s] = acc / diag[s]
+
+
+@njit(cache=True, parallel=True)
+def residual_split(optr, oidx, oval, diag, b, x, out):
+    """out = b - A x (split storage)."""
+    n = diag.shape[0]
+    for s in prange(n):
+        acc = b[s] - diag[s] * x[s]
+        for k in range(optr[s], optr[s + 1]):
+            acc -= oval[k] * x[oidx[k]]
+        out[s] = acc
+
+
+@njit(cache=True)
+def restrict_sum(agg, r, out):
+    """out[c] = sum_{i : agg[i] = c} r[i]."""
+    out[:] = 0.0
+    for i in range(agg.shape[0]):
+        out[agg[i]] += r[i]
+
+
+@njit(cache=True, parallel=True)
+def prolong_add(agg, e, x):
+    """x[i] += e[agg[i]]."""
+    for i in prange(agg.shape[0]):
+        x[i] += e[agg[i]]
+
+
+@njit(cache=True, parallel=True)
+def split_matvec(optr, oidx, oval, diag, x, out):
+    """out = A x (split storage)."""
+    n = diag.shape[0]
+    for s in prange(n):
+        acc = diag[s] * x[s]
+        for k in range(optr[s], optr[s + 1]):
+            acc += oval[k] * x[oidx[k]]
+        out[s] = acc
+
+
+@njit(cache=True)
+def split_dense(optr, oidx, oval, diag):
+    """The split matrix as a dense (n, n) array (for the coarsest level)."""
+    n = diag.shape[0]
+    out = np.zeros((n, n))
+    for s in range(n):
+        out[s, s] += diag[s]
+        for k in range(optr[s], optr[s + 1]):
+            out[s, oidx[k]] += oval[k]
+    return out
+
+
+@njit(cache=True)
+def policy_pattern(indptr, indices, S, A):
+    """The sparsity pattern of P_pi for every policy of full support, and where
+    each entry of P lands in it.
+
+    Returns (ptr, idx, slot): row s of the pattern, idx[ptr[s]:ptr[s+1]], is the
+    sorted union of the columns of the rows s*A .. s*A + A - 1 of P; entry k of
+    P (CSR order) lies in column idx[slot[k]] of that row."""
+    ptr = np.zeros(S + 1, dtype=np.int64)
+    idx = np.empty(indptr[S * A], dtype=indices.dtype)
+    slot = np.empty(indptr[S * A], dtype=np.int64)
+    pos = 0
+    for s in range(S):
+        start = pos
+        for k in range(indptr[s * A], indptr[s * A + A]):
+            col = indices[k]
+            # insert col into the sorted row idx[start:pos] unless present
+            j = pos
+            while j > start and idx[j - 1] > col:
+                j -= 1
+            if j > start and idx[j - 1] == col:
+                continue
+            for m in range(pos, j, -1):
+                idx[m] = idx[m - 1]
+            idx[j] = col
+            pos += 1
+        ptr[s + 1] = pos
+        for k in range(indptr[s * A], indptr[s * A + A]):
+            col = indices[k]
+            lo = start
+            hi = pos
+            while hi - lo > 1:
+                mid = (lo + hi) // 2
+                if idx[mid] <= col:
+                    lo = mid
+                else:
+                    hi = mid
+            slot[k] = lo
+    return ptr, idx[:pos].copy(), slot
+
+
+@njit(cache=True, parallel=True)
+def policy_refill(indptr, data, pi, ptr, slot, val):
+    """val <- the values of P_pi on the pattern (ptr, ., slot) of
+    :func:`policy_pattern`: val[slot[k]] sums pi[s, a] P[k] over the entries k
+    of the rows s*A + a, in action order (so the sums equal those of
+    :func:`policy_matrix_csr`; columns all of whose actions have pi = 0 hold 0)."""
+    S, A = pi.shape
+    for s in prange(S):
+        for j in range(ptr[s], ptr[s + 1]):
+            val[j] = 0.0
+        for a in range(A):
+            w = pi[s, a]
+            i = s * A + a
+            for k in range(indptr[i], indptr[i + 1]):
+                val[slot[k]] += w * data[k]

@@ -10,13 +10,20 @@ Then::
     nu^pi(s, a) = d^pi(s) * pi(a|s)
 
 Both systems are solved by :class:`PolicySystem`: a dense LU factorization when
-S <= ``DENSE_LU_MAX_STATES`` (exact to rounding), otherwise restarted GMRES on a
-compiled CSR matvec, preconditioned for sparse MDPs by one Gauss-Seidel
-sweep in flow order (each state after its most likely successor; dense MDPs
-above the threshold use unpreconditioned BLAS matvecs), with iterative
-refinement until the residual certifies the answer:
+S <= ``DENSE_LU_MAX_STATES`` (exact to rounding); beyond, for sparse MDPs,
+BiCGSTAB preconditioned by one V-cycle of an aggregation multigrid
+(:class:`_Multigrid`: states relabelled in flow order, double pairwise
+aggregation, Galerkin coarse levels, Gauss-Seidel smoothing), and for dense
+MDPs unpreconditioned GMRES on BLAS matvecs; either way with iterative
+refinement on the true residual (the plain CSR or dense matvec) until it
+certifies the answer:
 ``|V - V^pi|_inf <= |res|_inf / (1 - gamma) <= rtol * |b|_inf / (1 - gamma)``
-and ``|d - d^pi|_1 <= rtol`` with ``rtol = 1e-12`` by default.
+and ``|d - d^pi|_1 <= rtol`` with ``rtol = 1e-12`` by default, or
+:class:`~exactbilevel.ConvergenceError`.
+On the 1000 x 1000 GridWorld (S = 10^6, gamma = 0.99) the soft-optimal policy
+(tau = 0.1) is evaluated in 23 BiCGSTAB iterations (the transposed system,
+occupancy, in 33), about 4 s on 2 cores, where GMRES(50) preconditioned by one
+flow-ordered Gauss-Seidel sweep needed 100-200+ iterations and 36 s.
 No dense S x S matrix is formed for sparse MDPs.
 """
 
@@ -35,6 +42,9 @@ __all__ = ["evaluate", "occupancy", "PolicySystem", "policy_reward", "DENSE_LU_M
 
 #: Largest S for which policy systems are solved by a dense LU factorization.
 DENSE_LU_MAX_STATES = 3000
+
+#: The multigrid of large sparse policy systems coarsens down to this many states.
+MULTIGRID_COARSE_STATES = 400
 
 #: Tolerance on |sum_a pi(a|s) - 1|.
 POLICY_SUM_TOL = 1e-9
@@ -72,7 +82,7 @@ class PolicySystem:
             ptr, idx, val = _kernels.policy_matrix_csr(*mdp.csr, pi)
             self._csr = (ptr, idx, val)
             self._csr_T = None
-            self._flow = None
+            self._mg = [None, None]
             if factor and S <= DENSE_LU_MAX_STATES:
                 M = sp.csr_matrix((val, idx, ptr), shape=(S, S)).toarray()
                 self._lu = sla.lu_factor(np.eye(S) - mdp.gamma * M, check_finite=False)
@@ -83,6 +93,15 @@ class PolicySystem:
             if factor and S <= DENSE_LU_MAX_STATES:
                 self._lu = sla.lu_factor(np.eye(S) - mdp.gamma * M, check_finite=False)
 
+    @classmethod
+    def _from_csr(cls, mdp, csr):
+        """A system of a sparse MDP on a ready CSR (indptr, indices, data) of
+        P_pi (no LU factorization): the refilled matrices of policy iteration."""
+        self = cls.__new__(cls)
+        self.mdp, self.gamma, self._lu = mdp, mdp.gamma, None
+        self._csr, self._csr_T, self._mg = csr, None, [None, None]
+        return self
+
     def _csr_of(self, transpose):
         if not transpose:
             return self._csr
@@ -92,11 +111,6 @@ class PolicySystem:
             T = sp.csr_matrix((val, idx, ptr), shape=(S, S)).T.tocsr()
             self._csr_T = (T.indptr, T.indices, T.data)
         return self._csr_T
-
-    def _order(self, transpose):
-        if self._flow is None:
-            self._flow = _kernels.flow_order(*self._csr)
-        return self._flow[::-1].copy() if transpose else self._flow
 
     def backup(self, b, x, sweeps):
         """``sweeps`` applications of ``x <- b + gamma P_pi x`` (each a
@@ -121,14 +135,20 @@ class PolicySystem:
         M = self._dense
         return v - g * (M.T @ v if transpose else M @ v)
 
+    def _multigrid(self, transpose):
+        key = 1 if transpose else 0
+        if self._mg[key] is None:
+            self._mg[key] = _Multigrid(*self._csr_of(transpose), self.gamma)
+        return self._mg[key]
+
     def solve(self, b, transpose=False, x0=None, rtol=1e-12, maxiter=50):
         """Solve the system; see the class docstring for the guarantee.
 
-        Large sparse systems: GMRES(50) preconditioned by one Gauss-Seidel
-        sweep in flow order (:func:`~exactbilevel._kernels.flow_order`; reversed
-        for the transposed system), with iterative refinement on the true
-        residual.  On the 300 x 300 GridWorld at gamma = 0.99 this takes 110-230
-        GMRES iterations where the unpreconditioned solvers stall.
+        Large sparse systems: BiCGSTAB preconditioned by one V-cycle of the
+        aggregation multigrid :class:`_Multigrid` (built on first use, once per
+        direction), with iterative refinement on the true residual, computed
+        by the plain CSR matvec of P_pi.  Large dense systems: GMRES on BLAS
+        matvecs, likewise refined.
         """
         ord_ = 1 if transpose else np.inf
         b = np.ascontiguousarray(b, dtype=np.float64)
@@ -139,30 +159,27 @@ class PolicySystem:
         if scale == 0.0:
             return np.zeros_like(b)
         S = b.shape[0]
-        op = spla.LinearOperator((S, S), matvec=lambda v: self.matvec(v, transpose), dtype=np.float64)
         if self.mdp.is_sparse:
-            csr, order, g = self._csr_of(transpose), self._order(transpose), self.gamma
+            mg = self._multigrid(transpose)
 
-            def precondition(v):
-                z = np.zeros(S)
-                _kernels.gauss_seidel_sweep(*csr, g, order, np.ascontiguousarray(v), z)
-                return z
-
-            M = spla.LinearOperator((S, S), matvec=precondition, dtype=np.float64)
+            def correction(res, rel):
+                return mg.solve(res, rel)
         else:
-            M = None
+            op = spla.LinearOperator((S, S), matvec=lambda v: self.matvec(v, transpose), dtype=np.float64)
+
+            def correction(res, rel):
+                dx, _info = spla.gmres(op, res, rtol=rel, atol=0.0, restart=50, maxiter=20)
+                return dx
         x = np.zeros_like(b) if x0 is None else np.array(x0, dtype=np.float64)
         res = b - self.matvec(x, transpose)
         rnorm = np.linalg.norm(res, ord_)
         for _ in range(maxiter):
             if rnorm <= target:
                 return x
-            # GMRES works in the 2-norm; ask for a little more than needed and
-            # refine on the true residual in the norm that certifies the answer.
-            dx, _info = spla.gmres(
-                op, res, M=M, rtol=max(0.1 * target / rnorm, 1e-15), atol=0.0, restart=50, maxiter=20
-            )
-            x = x + dx
+            # the Krylov solvers work in the 2-norm; ask for a little more than
+            # needed and refine on the true residual in the norm that certifies
+            # the answer.
+            x = x + correction(res, max(0.1 * target / rnorm, 1e-15))
             res = b - self.matvec(x, transpose)
             rnorm = np.linalg.norm(res, ord_)
         if rnorm <= target:
@@ -172,6 +189,94 @@ class PolicySystem:
             f"rounds (residual {rnorm:.3g}); gamma = {self.gamma} may be too close to 1 for the "
             "Krylov solver at this size"
         )
+
+
+class _Multigrid:
+    """Aggregation multigrid for ``A = I - gamma M`` (M a CSR matrix with
+    nonnegative entries and row sums <= 1, so A is a row-diagonally dominant
+    nonsingular M-matrix), used as the preconditioner of BiCGSTAB.
+
+    Setup: the states are relabelled in flow order
+    (:func:`~exactbilevel._kernels.flow_order`: each after its most likely
+    successor), which makes the Gauss-Seidel sweeps follow the flow of the
+    chain and keeps their memory access local; then levels by double pairwise
+    aggregation (:func:`~exactbilevel._kernels.pairwise_aggregate` twice,
+    aggregates of up to about 4 states) with the Galerkin coarse matrices
+    ``P^T A P`` of the piecewise-constant prolongation P
+    (:func:`~exactbilevel._kernels.galerkin`; they stay diagonally dominant
+    M-matrices), down to ``MULTIGRID_COARSE_STATES`` states, solved by dense
+    LU.  Should the aggregation stall above ``DENSE_LU_MAX_STATES`` states, the
+    last level is smoothed instead of solved.
+
+    Cycle: V(1, 1) with a forward Gauss-Seidel pre-sweep and a backward
+    post-sweep.  Measured on the 1000 x 1000 GridWorld at gamma = 0.99 with the
+    soft-optimal policy (tau = 0.1): 23 BiCGSTAB iterations to a relative
+    residual of 1e-13 (33 for the transposed system), against 100-200+ GMRES
+    iterations with one flow-ordered Gauss-Seidel sweep as preconditioner.
+    """
+
+    def __init__(self, indptr, indices, data, gamma):
+        S = indptr.shape[0] - 1
+        self.order = _kernels.flow_order(indptr, indices, data)
+        lev = _kernels.permuted_split(indptr, indices, data, gamma, self.order)
+        self.levels, self.aggs, self.lu = [lev], [], None
+        while True:
+            n = lev[3].shape[0]
+            if n <= MULTIGRID_COARSE_STATES:
+                self.lu = sla.lu_factor(_kernels.split_dense(*lev), check_finite=False)
+                break
+            agg1, n1 = _kernels.pairwise_aggregate(*lev[:3])
+            mid = _kernels.galerkin(*lev, agg1, n1)
+            agg2, nc = _kernels.pairwise_aggregate(*mid[:3])
+            if nc > 0.9 * n:  # the aggregation stalls
+                if n <= DENSE_LU_MAX_STATES:
+                    self.lu = sla.lu_factor(_kernels.split_dense(*lev), check_finite=False)
+                break
+            self.aggs.append(agg2[agg1])
+            lev = _kernels.galerkin(*mid, agg2, nc)
+            self.levels.append(lev)
+        self.S = S
+        self._op = spla.LinearOperator((S, S), matvec=self._matvec, dtype=np.float64)
+        self._prec = spla.LinearOperator((S, S), matvec=self.vcycle, dtype=np.float64)
+
+    def _matvec(self, v):
+        out = np.empty(self.S)
+        _kernels.split_matvec(*self.levels[0], np.ascontiguousarray(v, dtype=np.float64), out)
+        return out
+
+    def vcycle(self, b, level=0):
+        """One V(1, 1) cycle from x = 0 for ``A_level x = b`` (permuted labels)."""
+        b = np.ascontiguousarray(b, dtype=np.float64)
+        lev = self.levels[level]
+        if level == len(self.levels) - 1:
+            if self.lu is not None:
+                return sla.lu_solve(self.lu, b, check_finite=False)
+            x = np.zeros_like(b)
+            _kernels.gs_split(*lev, False, b, x)
+            _kernels.gs_split(*lev, True, b, x)
+            return x
+        x = np.zeros_like(b)
+        _kernels.gs_split(*lev, False, b, x)
+        r = np.empty_like(b)
+        _kernels.residual_split(*lev, b, x, r)
+        agg = self.aggs[level]
+        rc = np.empty(self.levels[level + 1][3].shape[0])
+        _kernels.restrict_sum(agg, r, rc)
+        _kernels.prolong_add(agg, self.vcycle(rc, level + 1), x)
+        _kernels.gs_split(*lev, True, b, x)
+        return x
+
+    def solve(self, b, rtol):
+        """Approximate solution of ``A x = b`` (original labels) to a relative
+        2-norm residual of about ``rtol``: BiCGSTAB, GMRES(50) should BiCGSTAB
+        break down.  No guarantee: the caller refines on the true residual."""
+        bp = b[self.order]
+        xp, info = spla.bicgstab(self._op, bp, M=self._prec, rtol=rtol, atol=0.0, maxiter=200)
+        if info != 0 or not np.all(np.isfinite(xp)):
+            xp, _info = spla.gmres(self._op, bp, M=self._prec, rtol=rtol, atol=0.0, restart=50, maxiter=10)
+        x = np.empty_like(xp)
+        x[self.order] = xp
+        return x
 
 
 def evaluate(mdp, r, pi, tau=0.0):

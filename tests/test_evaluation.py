@@ -200,3 +200,107 @@ def test_policy_reward_equals_reference(case):
     b = evaluation.policy_reward(r, pi, tau)
     b_ref = (pi * r).sum(axis=1) + tau * ref.entropy_ref(pi)
     np.testing.assert_allclose(b, b_ref, rtol=0, atol=1e-12 * (np.abs(r).max() + tau * np.log(mdp.A) + 1))
+
+
+# --------------------------------------------------------------------------- the multigrid preconditioner and its kernels
+
+from exactbilevel import _kernels  # noqa: E402
+
+
+def split_to_dense(lev):
+    optr, oidx, oval, diag = lev
+    n = diag.shape[0]
+    A = np.diag(diag).astype(float)
+    for s in range(n):
+        assert s not in oidx[optr[s]:optr[s + 1]]  # the diagonal is stored apart
+        np.add.at(A[s], oidx[optr[s]:optr[s + 1]], oval[optr[s]:optr[s + 1]])
+    return A
+
+
+@settings(max_examples=examples(40))
+@given(systems(sparse=True))
+def test_multigrid_kernels_equal_references(system):
+    """permuted_split, pairwise_aggregate, galerkin, gs_split, residual_split, restrict/prolong
+    against dense numpy formulas."""
+    mdp, pi, b = system
+    g = mdp.gamma
+    M = ref.policy_matrix_ref(ref.dense_kernel(mdp), pi)
+    csr = _kernels.policy_matrix_csr(*mdp.csr, pi)
+    order = _kernels.flow_order(*csr)
+    assert np.array_equal(np.sort(order), np.arange(mdp.S))
+    lev = _kernels.permuted_split(*csr, g, order)
+    A = split_to_dense(lev)
+    np.testing.assert_allclose(A, ref.permuted_system_ref(M, g, order), rtol=0, atol=1e-15)
+    agg, nc = _kernels.pairwise_aggregate(*lev[:3])
+    sizes = np.bincount(agg, minlength=nc)
+    assert agg.min() >= 0 and agg.max() == nc - 1 and sizes.min() >= 1 and sizes.max() <= 3
+    coarse = _kernels.galerkin(*lev, agg, nc)
+    Ac = split_to_dense(coarse)
+    np.testing.assert_allclose(Ac, ref.galerkin_ref(A, agg, nc), rtol=0, atol=1e-14)
+    # the coarse matrix is again a row-diagonally dominant M-matrix
+    assert np.all(coarse[2] <= 0) and np.all(Ac.sum(axis=1) >= (1 - g) * sizes - 1e-12)
+    bp = b[order]
+    x0 = np.random.default_rng(0).uniform(-1, 1, mdp.S)
+    for reverse in (False, True):
+        x = x0.copy()
+        _kernels.gs_split(*lev, reverse, bp, x)
+        np.testing.assert_allclose(x, ref.gauss_seidel_ref(A, bp, x0, reverse), rtol=1e-12, atol=1e-12 * np.abs(bp).max())
+    out = np.empty(mdp.S)
+    _kernels.residual_split(*lev, bp, x0, out)
+    np.testing.assert_allclose(out, bp - A @ x0, rtol=0, atol=1e-13 * (np.abs(bp).max() + 1))
+    _kernels.split_matvec(*lev, x0, out)
+    np.testing.assert_allclose(out, A @ x0, rtol=0, atol=1e-14)
+    np.testing.assert_array_equal(_kernels.split_dense(*lev), A)
+    rc = np.empty(nc)
+    _kernels.restrict_sum(agg, x0, rc)
+    np.testing.assert_allclose(rc, np.bincount(agg, weights=x0, minlength=nc), rtol=0, atol=1e-14)
+    x = x0.copy()
+    _kernels.prolong_add(agg, rc, x)
+    np.testing.assert_array_equal(x, x0 + rc[agg])
+
+
+@settings(max_examples=examples(40))
+@given(systems(sparse=True))
+def test_policy_pattern_refill_equals_policy_matrix(system):
+    """The refilled pattern is P_pi (dense reference); for full-support policies it is
+    exactly policy_matrix_csr."""
+    mdp, pi, _ = system
+    ptr, idx, slot = _kernels.policy_pattern(mdp.csr[0], mdp.csr[1], mdp.S, mdp.A)
+    val = np.full(idx.shape[0], np.nan)
+    _kernels.policy_refill(mdp.csr[0], mdp.csr[2], pi, ptr, slot, val)
+    import scipy.sparse as sp
+    dense = sp.csr_matrix((val, idx, ptr), shape=(mdp.S, mdp.S)).toarray()
+    np.testing.assert_allclose(dense, ref.policy_matrix_ref(ref.dense_kernel(mdp), pi), rtol=0, atol=1e-15)
+    for s in range(mdp.S):
+        row = idx[ptr[s]:ptr[s + 1]]
+        assert np.all(np.diff(row) > 0)
+    if np.all(pi > 0):
+        p2, i2, v2 = _kernels.policy_matrix_csr(*mdp.csr, pi)
+        assert np.array_equal(p2, ptr) and np.array_equal(i2, idx) and np.array_equal(v2, val)
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("kind", ["grid", "random"])
+def test_multigrid_path_several_levels(kind, transpose):
+    """With the coarsest level forced small, the preconditioner has several levels and the
+    refined solve still meets its certificate against a dense solve."""
+    if kind == "grid":
+        mdp = eb.envs.gridworld(n=15, actions=4, gamma=0.99, sparse=True).mdp
+    else:
+        mdp = eb.envs.random_mdp(300, 3, gamma=0.99, successors=4, sparse=True, seed=3)
+    rng = np.random.default_rng(1)
+    pi = rng.dirichlet(np.ones(mdp.A), size=mdp.S)
+    pi[rng.uniform(size=mdp.S) < 0.5] = np.eye(mdp.A)[0]  # half the states deterministic
+    b = rng.uniform(-1, 1, mdp.S)
+    A = np.eye(mdp.S) - mdp.gamma * ref.policy_matrix_ref(ref.dense_kernel(mdp), pi)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(evaluation, "DENSE_LU_MAX_STATES", 1)
+        mp.setattr(evaluation, "MULTIGRID_COARSE_STATES", 8)
+        ps = PolicySystem(mdp, pi)
+        x = ps.solve(b, transpose=transpose)
+        mg = ps._mg[1 if transpose else 0]
+    assert len(mg.levels) >= 3
+    x_ref = np.linalg.solve(A.T if transpose else A, b)
+    ord_ = 1 if transpose else np.inf
+    assert np.linalg.norm(b - (A.T if transpose else A) @ x, ord_) <= 1e-12 * np.linalg.norm(b, ord_) * (1 + 1e-3)
+    assert np.linalg.norm(x - x_ref, ord_) <= 1e-12 * np.linalg.norm(b, ord_) / (1 - mdp.gamma) * 1.01 + 1e-13

@@ -36,6 +36,9 @@ __all__ = [
     "value_iteration_ref",
     "policy_iteration_ref",
     "residual_ref",
+    "permuted_system_ref",
+    "galerkin_ref",
+    "gauss_seidel_ref",
 ]
 
 _LD = np.longdouble
@@ -301,3 +304,27 @@ def actor_critic_steps_ref(P, rho, gamma, reward, cost, kappa, center, lo, hi, s
         gx = kappa * (x0 - center) + lam / (1 - gamma) * g / batch
         st["x"][:] = np.clip(x0 - ze * gx, lo, hi)
     return transitions
+
+
+def permuted_system_ref(M, gamma, order):
+    """``(I - gamma M)[order][:, order]`` as a dense array, for a dense ``(S, S)`` M."""
+    M = np.asarray(M, dtype=np.float64)
+    A = np.eye(M.shape[0]) - gamma * M
+    return A[np.ix_(order, order)]
+
+
+def galerkin_ref(A, agg, nc):
+    """``P^T A P`` with the piecewise-constant prolongation ``P[i, agg[i]] = 1``, dense."""
+    P = np.zeros((np.asarray(A).shape[0], nc))
+    P[np.arange(P.shape[0]), agg] = 1.0
+    return P.T @ np.asarray(A) @ P
+
+
+def gauss_seidel_ref(A, b, x, reverse=False):
+    """One Gauss-Seidel sweep for the dense system ``A x = b`` from x (a new array),
+    rows in index order (reversed with ``reverse``)."""
+    A, x = np.asarray(A, dtype=np.float64), np.array(x, dtype=np.float64)
+    n = A.shape[0]
+    for s in (range(n - 1, -1, -1) if reverse else range(n)):
+        x[s] = (b[s] - A[s] @ x + A[s, s] * x[s]) / A[s, s]
+    return x
