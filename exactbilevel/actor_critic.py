@@ -291,34 +291,40 @@ def expected_step(problem, state, tau, lam, alpha, beta, zeta, natural=False):
     state.k += 1
 
 
-def run_actor_critic(problem, config, seed, on_log, partial=False):
-    """Drive the loop between logging points; ``on_log(state)`` is called at k = 0 and
-    after every ``log_every`` steps (and at the end).  ``partial``: partial SGD (the upper
-    step uses grad_x f only; sampled mode)."""
+def run_actor_critic(problem, config, rng, on_log, partial=False, resume=None):
+    """Drive the loop between logging points.
+
+    ``on_log(state, loop)`` is called at k = 0 and after every ``log_every`` steps (and at
+    the end), with ``loop`` the dict of everything else the loop needs to continue
+    (``chains``, ``counter``; the Generator ``rng`` is the caller's): enough, with
+    ``state``, for a checkpoint.  ``resume=(state, loop)`` continues from such a point
+    instead of starting (the k = 0 call is then skipped).  ``partial``: partial SGD (the
+    upper step uses grad_x f only; sampled mode)."""
     if not isinstance(problem, BilevelProblem):
         raise TypeError(f"problem must be an eb.BilevelProblem, got {type(problem).__name__}")
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    state = ActorCriticState.initial(problem)
     model = compiled_model(problem)
-    on_log(state)
-    if config.exact:
-        if partial:
-            raise ValueError("partial SGD runs sampled only; use exact=False")
-        for k in range(config.steps):
-            v = config.schedule_values(np.array([k]))
-            expected_step(problem, state, v["tau"][0], v["lam"][0], v["alpha"][0], v["beta"][0], v["zeta"][0],
-                          natural=config.actor == "npg")
-            if state.k % config.log_every == 0 or state.k == config.steps:
-                on_log(state)
-        return state
+    if config.exact and partial:
+        raise ValueError("partial SGD runs sampled only; use exact=False")
     sampler = transition_sampler(problem.mdp)
-    rho_cdf = sampler[3]
-    chains = np.array([K.search_cdf(rho_cdf, 0, rho_cdf.size, rng.random()) for _ in range(2)], dtype=np.int64)
-    counter = np.zeros(1, dtype=np.int64)
-    k = 0
+    if resume is None:
+        state = ActorCriticState.initial(problem)
+        rho_cdf = sampler[3]
+        loop = dict(chains=np.array([K.search_cdf(rho_cdf, 0, rho_cdf.size, rng.random()) for _ in range(2)],
+                                    dtype=np.int64), counter=np.zeros(1, dtype=np.int64))
+        on_log(state, loop)
+    else:
+        state, loop = resume
+    k = state.k
     while k < config.steps:
         nxt = min(config.steps, (k // config.log_every + 1) * config.log_every)
-        sampled_steps(problem, config, state, np.arange(k, nxt), rng, model, sampler, chains, counter, partial)
+        if config.exact:
+            for j in range(k, nxt):
+                v = config.schedule_values(np.array([j]))
+                expected_step(problem, state, v["tau"][0], v["lam"][0], v["alpha"][0], v["beta"][0], v["zeta"][0],
+                              natural=config.actor == "npg")
+        else:
+            sampled_steps(problem, config, state, np.arange(k, nxt), rng, model, sampler, loop["chains"],
+                          loop["counter"], partial)
         k = nxt
-        on_log(state)
+        on_log(state, loop)
     return state

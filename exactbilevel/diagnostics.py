@@ -56,6 +56,13 @@ class Diagnostics:
         self.problem, self.batch = problem, batch
         self._V_tau = self._V_0 = self._theta_lam = None
 
+    def warm_starts(self):
+        """The warm starts kept between logging points (for checkpoints)."""
+        return dict(V_tau=self._V_tau, V_0=self._V_0, theta_lam=self._theta_lam)
+
+    def set_warm_starts(self, values):
+        self._V_tau, self._V_0, self._theta_lam = (values.get(n) for n in ("V_tau", "V_0", "theta_lam"))
+
     def _solve(self, r, tau, V0):
         return G.lower_solve(self.problem.mdp, r, tau, V0=V0)
 

@@ -29,7 +29,10 @@ the start) and, with ``config.diagnostics``, every quantity of
 
 from __future__ import annotations
 
+import json
+import os
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -87,11 +90,50 @@ def _oracle_descent(problem, config, on_log, penalty):
     return state
 
 
-def run(problem, config, seed=0, method="actor_critic"):
+def _save_checkpoint(path, run_id, state, loop, rng, rows, diag):
+    """Everything needed to continue, in one .npz written atomically."""
+    arrays = {f"state_{n}": getattr(state, n) for n in ("x", "theta", "phi", "Qtheta", "Qphi", "Qc")}
+    arrays.update(chains=loop["chains"], counter=loop["counter"])
+    if diag is not None:
+        arrays.update({f"diag_{n}": v for n, v in diag.warm_starts().items() if v is not None})
+    partial = rows.build({})
+    arrays.update({f"row_{n}": partial[n] for n in partial.columns})
+    meta = dict(run_id=run_id, k=state.k, samples=state.samples, rng=rng.bit_generator.state)
+    arrays["meta"] = np.array(json.dumps(meta))
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez(tmp, **arrays)
+    os.replace(tmp, path)
+
+
+def _load_checkpoint(path, run_id, rng, rows, diag):
+    with np.load(path) as z:
+        meta = json.loads(str(z["meta"]))
+        if meta["run_id"] != run_id:
+            raise ValueError(f"checkpoint {path} belongs to another run (configuration, seed or method differ); "
+                             "delete it or choose another checkpoint path")
+        state = ActorCriticState(*(np.array(z[f"state_{n}"]) for n in ("x", "theta", "phi", "Qtheta", "Qphi", "Qc")),
+                                 k=meta["k"], samples=meta["samples"])
+        loop = dict(chains=np.array(z["chains"]), counter=np.array(z["counter"]))
+        names = [n[4:] for n in z.files if n.startswith("row_")]
+        for i in range(z[f"row_{names[0]}"].shape[0]):
+            rows.add(**{n: z[f"row_{n}"][i] for n in names})
+        if diag is not None:
+            diag.set_warm_starts({n[5:]: np.array(z[n]) for n in z.files if n.startswith("diag_")})
+    rng.bit_generator.state = meta["rng"]
+    return state, loop
+
+
+def run(problem, config, seed=0, method="actor_critic", checkpoint=None):
     """Run ``method`` on ``problem`` with ``config``; returns a :class:`~exactbilevel.trace.Trace`.
 
     ``seed``: an int or a ``numpy.random.Generator``; the same seed gives the same trace
     (bit for bit, apart from the ``time`` column).
+
+    ``checkpoint``: a path (for the sampled methods with an int seed).  The run's state,
+    random generator, logged rows and the diagnostics' warm starts are written there
+    (atomically) at every logging point; if the file exists when the run starts, the run
+    continues from it, and gives the same trace as an uninterrupted run (``time`` apart).
+    The file is removed when the run completes.
     """
     if not isinstance(problem, BilevelProblem):
         raise TypeError(f"problem must be an eb.BilevelProblem, got {type(problem).__name__}")
@@ -103,8 +145,15 @@ def run(problem, config, seed=0, method="actor_critic"):
     rows = TraceBuilder(names)
     diag = Diagnostics(problem, batch=config.batch) if config.diagnostics else None
     t0 = time.perf_counter()
+    sampled = method in ("actor_critic", "partial_sgd")
+    if checkpoint is not None:
+        if not sampled or isinstance(seed, np.random.Generator):
+            raise ValueError("checkpoint needs a sampled method (actor_critic, partial_sgd) and an int seed")
+        checkpoint = Path(checkpoint)
+    run_id = json.dumps(dict(config.as_dict(), method=method, seed=seed), sort_keys=True)
+    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
 
-    def on_log(state):
+    def on_log(state, loop=None):
         v = config.schedule_values(np.array([state.k]))
         tau, lam = float(v["tau"][0]), float(v["lam"][0])
         row = dict(k=state.k, samples=state.samples, x=np.array(state.x), tau=tau, lam=lam)
@@ -112,10 +161,18 @@ def run(problem, config, seed=0, method="actor_critic"):
             row.update(diag(state, tau, lam))
         row["time"] = time.perf_counter() - t0
         rows.add(**row)
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, run_id, state, loop, rng, rows, diag)
 
-    if method in ("actor_critic", "partial_sgd"):
-        run_actor_critic(problem, config, seed, on_log, partial=method == "partial_sgd")
+    if sampled:
+        resume = None
+        if checkpoint is not None and checkpoint.exists():
+            resume = _load_checkpoint(checkpoint, run_id, rng, rows, diag)
+        run_actor_critic(problem, config, rng, on_log, partial=method == "partial_sgd", resume=resume)
     else:
         _oracle_descent(problem, config, on_log, penalty=method == "nested_penalty")
     meta = run_metadata(dict(config.as_dict(), method=method), seed if not isinstance(seed, np.random.Generator) else None)
-    return rows.build(meta)
+    trace = rows.build(meta)
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
+    return trace

@@ -287,3 +287,41 @@ def test_exact_mode_converges_to_the_hypergradient_stationary_point_within_order
             gaps.append(np.linalg.norm(eb.run(problem, cfg)["x"][-1] - x_hg))
     assert gaps[1] < gaps[0] / 3
     assert gaps[0] < 0.1
+
+
+@pytest.mark.parametrize("stop_after", [1, 3])
+def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_trace(tmp_path, monkeypatch, stop_after):
+    """Interrupt (KeyboardInterrupt at a logging point) and run again with the same
+    checkpoint: the trace equals the uninterrupted one in every column but time."""
+    from exactbilevel import diagnostics
+
+    problem = small_problem("gaussian")
+    cfg = ActorCriticConfig(steps=5000, log_every=1000)
+    full = eb.run(problem, cfg, seed=4)
+    ckpt = tmp_path / "run.ckpt.npz"
+    original = diagnostics.Diagnostics.__call__
+    calls = {"n": 0}
+
+    def flaky(self, *args):
+        calls["n"] += 1
+        if calls["n"] == stop_after + 1:
+            raise KeyboardInterrupt
+        return original(self, *args)
+
+    monkeypatch.setattr(diagnostics.Diagnostics, "__call__", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        eb.run(problem, cfg, seed=4, checkpoint=ckpt)
+    assert ckpt.exists()
+    monkeypatch.setattr(diagnostics.Diagnostics, "__call__", original)
+    resumed = eb.run(problem, cfg, seed=4, checkpoint=ckpt)
+    assert not ckpt.exists()
+    for name in full.columns:
+        if name != "time":
+            np.testing.assert_array_equal(resumed[name], full[name], err_msg=name)
+    with pytest.raises(ValueError, match="belongs to another run"):
+        monkeypatch.setattr(diagnostics.Diagnostics, "__call__", flaky)
+        calls["n"] = 0
+        with pytest.raises(KeyboardInterrupt):
+            eb.run(problem, cfg, seed=4, checkpoint=ckpt)
+        monkeypatch.setattr(diagnostics.Diagnostics, "__call__", original)
+        eb.run(problem, cfg, seed=5, checkpoint=ckpt)

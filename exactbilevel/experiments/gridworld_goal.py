@@ -155,12 +155,26 @@ def _slug(name):
 
 
 def _one(cfg, name, method, kw, seed, out):
-    prob = problem(cfg)
+    """One run, written to ``runs/<method>/seed<k>.npz``.  A run already there with the same
+    configuration is kept (a rerun of an interrupted experiment resumes); a sampled run
+    interrupted midway continues from its checkpoint ``seed<k>.ckpt.npz``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ScheduleWarning)  # fixed-tau variants on purpose
-        trace = run(prob, ActorCriticConfig(**kw), seed=seed, method=method)
+        config = ActorCriticConfig(**kw)
     path = Path(out) / "runs" / _slug(name) / f"seed{seed}"
+    want = dict(config.as_dict(), method=method)
+    if path.with_suffix(".npz").exists():
+        try:
+            if Trace.load(path).meta["config"] == json.loads(json.dumps(want)):
+                return name, seed, str(path)
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable or another configuration: run again
     path.parent.mkdir(parents=True, exist_ok=True)
+    sampled = method in ("actor_critic", "partial_sgd")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ScheduleWarning)
+        trace = run(problem(cfg), config, seed=seed, method=method,
+                    checkpoint=path.with_suffix(".ckpt.npz") if sampled else None)
     trace.save(path)
     return name, seed, str(path)
 
