@@ -255,7 +255,7 @@ def expected_step(problem, state, tau, lam, alpha, beta, zeta, natural=False):
         theta += alpha d pi (Ahat_theta/(1-gamma) - Ahat_c/lam)
         x    = Proj(x - zeta (kappa (x - center) + lam/(1-gamma) R^T (nu_phi - nu_theta)))
     """
-    from .evaluation import PolicySystem
+    from .evaluation import policy_system
     from .gradients import _next_expectation
 
     mdp, g = problem.mdp, problem.mdp.gamma
@@ -264,7 +264,7 @@ def expected_step(problem, state, tau, lam, alpha, beta, zeta, natural=False):
     center = 0.0 if obj.center is None else obj.center
 
     def occupancy(pi):
-        return (1 - g) * PolicySystem(mdp, pi).solve(mdp.rho, transpose=True)
+        return (1 - g) * policy_system(mdp, pi).solve(mdp.rho, transpose=True)
 
     def backup(Q, logpi, pi, reward, t):
         Vs = np.sum(pi * (Q - t * logpi), axis=1)

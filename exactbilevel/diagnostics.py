@@ -36,7 +36,7 @@ import math
 import numpy as np
 
 from . import gradients as G
-from .evaluation import PolicySystem, policy_reward
+from .evaluation import policy_reward, policy_system
 from .bellman import sweep
 from .penalty import _lagrangian, penalized_policy
 
@@ -82,7 +82,7 @@ class Diagnostics:
 
         lp_phi, lp_th = G.log_softmax(state.phi), G.log_softmax(state.theta)
         pi_phi, pi_th = np.exp(lp_phi), np.exp(lp_th)
-        sys_phi, sys_th = PolicySystem(mdp, pi_phi), PolicySystem(mdp, pi_th)
+        sys_phi, sys_th = policy_system(mdp, pi_phi), policy_system(mdp, pi_th)
         d_phi, d_th = G._state_occupancy(mdp, sys_phi), G._state_occupancy(mdp, sys_th)
         nu_phi, nu_th = d_phi[:, None] * pi_phi, d_th[:, None] * pi_th
         V_phi, Q_phi, _, _ = G._evaluate(mdp, r, pi_phi, tau, lp_phi, sys_phi)
@@ -118,12 +118,12 @@ class Diagnostics:
             J_star = float(mdp.rho @ sol.V)
             out["residual_phi"] = J_star - float(mdp.rho @ V_phi)
             out["phi_tau"] = obj.value(x, sol.pi)
-            J0_pi_tau = float(mdp.rho @ PolicySystem(mdp, sol.pi).solve(policy_reward(r, sol.pi, 0.0)))
+            J0_pi_tau = float(mdp.rho @ policy_system(mdp, sol.pi).solve(policy_reward(r, sol.pi, 0.0)))
             out["entropy_bias"] = J0_star - J0_pi_tau
             grad_J = G._policy_gradient(mdp, r, state.phi, tau, False)
             if out["residual_phi"] > 0:
                 out["pl_ratio"] = float(np.sum(grad_J**2)) / out["residual_phi"]
-            d_star = G._state_occupancy(mdp, PolicySystem(mdp, sol.pi))
+            d_star = G._state_occupancy(mdp, policy_system(mdp, sol.pi))
             out["pl_bound"] = 2 * tau * float(mdp.rho.min()) * out["min_pi"] ** 2 / (mdp.S * float(np.max(d_star / d_phi)))
             grad_phi = G.hypergradient(mdp, p.reward, obj, x, tau, solution=sol)
             out["grad_phi_norm2"] = float(grad_phi @ grad_phi)

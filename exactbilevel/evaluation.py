@@ -29,6 +29,8 @@ No dense S x S matrix is formed for sparse MDPs.
 
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
@@ -38,7 +40,7 @@ from . import _kernels
 from ._validation import ConvergenceError, as_float_array, check_tau
 from .bellman import check_mdp, check_reward, sweep
 
-__all__ = ["evaluate", "occupancy", "PolicySystem", "policy_reward", "DENSE_LU_MAX_STATES"]
+__all__ = ["evaluate", "occupancy", "PolicySystem", "policy_system", "policy_reward", "DENSE_LU_MAX_STATES"]
 
 #: Largest S for which policy systems are solved by a dense LU factorization.
 DENSE_LU_MAX_STATES = 3000
@@ -279,6 +281,33 @@ class _Multigrid:
         return x
 
 
+#: How many policy systems :func:`policy_system` keeps.
+SYSTEM_CACHE_SIZE = 4
+_systems = collections.OrderedDict()
+
+
+def policy_system(mdp, pi):
+    """The :class:`PolicySystem` of ``(mdp, pi)``, shared between calls on the same policy.
+
+    Gradients, objectives and diagnostics evaluate one policy several times (its
+    values, its occupancy, an objective's cost values, the adjoint); this keeps the
+    last ``SYSTEM_CACHE_SIZE`` systems, keyed by the MDP object and the policy's
+    contents (a copy is kept and compared, so changing ``pi`` in place is safe), so
+    each policy matrix and its factorization or multigrid is built once.  Memory:
+    up to ``SYSTEM_CACHE_SIZE`` systems (two S x S arrays each for S <= 3000).
+    """
+    key = (id(mdp), pi.shape, hash(pi.tobytes()))
+    hit = _systems.get(key)
+    if hit is not None and hit[0] is mdp and np.array_equal(hit[1], pi):
+        _systems.move_to_end(key)
+        return hit[2]
+    system = PolicySystem(mdp, pi)
+    _systems[key] = (mdp, np.array(pi), system)
+    while len(_systems) > SYSTEM_CACHE_SIZE:
+        _systems.popitem(last=False)
+    return system
+
+
 def evaluate(mdp, r, pi, tau=0.0):
     """Exact entropy-regularized evaluation of ``pi``: returns ``(V, Q)``.
 
@@ -304,7 +333,7 @@ def policy_reward(r, pi, tau):
 def evaluate_unchecked(mdp, r, pi, tau, system=None, V0=None, rtol=1e-12):
     """:func:`evaluate` on validated inputs; reuses ``system`` when given."""
     b = policy_reward(r, pi, tau)
-    system = PolicySystem(mdp, pi) if system is None else system
+    system = policy_system(mdp, pi) if system is None else system
     V = system.solve(b, x0=V0, rtol=rtol)
     Q, _ = sweep(mdp, r, V, 0.0)
     return V, Q
@@ -320,5 +349,5 @@ def occupancy(mdp, pi):
     """
     check_mdp(mdp)
     pi = check_policy(mdp, pi)
-    d = (1.0 - mdp.gamma) * PolicySystem(mdp, pi).solve(mdp.rho, transpose=True)
+    d = (1.0 - mdp.gamma) * policy_system(mdp, pi).solve(mdp.rho, transpose=True)
     return d, d[:, None] * pi

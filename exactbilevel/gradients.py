@@ -53,7 +53,7 @@ import numpy as np
 from . import solvers
 from ._validation import as_float_array, check_tau
 from .bellman import check_mdp, check_reward, sweep
-from .evaluation import PolicySystem, check_policy, policy_reward
+from .evaluation import check_policy, policy_reward, policy_system
 from .objectives import check_objective
 
 __all__ = [
@@ -141,7 +141,7 @@ def lower_solve(mdp, r, tau, solution=None, V0=None):
 
 def _evaluate(mdp, r, pi, tau, logpi=None, system=None):
     """``(V, Q, Atilde, system)`` for validated inputs; ``logpi`` given when tau > 0."""
-    system = PolicySystem(mdp, pi) if system is None else system
+    system = policy_system(mdp, pi) if system is None else system
     V = system.solve(policy_reward(r, pi, tau))
     Q, _ = sweep(mdp, r, V, 0.0)
     A = Q - V[:, None] if tau == 0.0 else Q - tau * logpi - V[:, None]
@@ -170,7 +170,7 @@ def expected_return(mdp, r, pi, tau=0.0):
     """``J_tau(pi) = rho^T V^pi``: the entropy-regularized expected discounted return (a float)."""
     check_mdp(mdp)
     r, pi, tau = check_reward(mdp, r), check_policy(mdp, pi), check_tau(tau)
-    system = PolicySystem(mdp, pi)
+    system = policy_system(mdp, pi)
     return float(mdp.rho @ system.solve(policy_reward(r, pi, tau)))
 
 
@@ -221,7 +221,7 @@ def natural_policy_gradient(mdp, r, theta, tau=0.0):
 
 def _reward_gradient(mdp, R, pi, system=None):
     """``R^T nu^pi / (1 - gamma)`` for validated inputs."""
-    system = PolicySystem(mdp, pi) if system is None else system
+    system = policy_system(mdp, pi) if system is None else system
     nu = _state_occupancy(mdp, system)[:, None] * pi
     return np.einsum("sa,sad->d", nu, R) / (1.0 - mdp.gamma)
 
@@ -327,7 +327,7 @@ def hypergradient(mdp, reward, objective, x, tau, *, form="adjoint", solution=No
     pi = np.array(sol.pi)
     g_pi = as_float_array("objective.grad_pi(x, pi)", objective.grad_pi(x, pi), shape=(mdp.S, mdp.A))
     g_x = as_float_array("objective.grad_x(x, pi)", objective.grad_x(x, pi), shape=(x.size,))
-    system = PolicySystem(mdp, pi)
+    system = policy_system(mdp, pi)
     dpi = None
     if form == "forward":
         R_pi = np.einsum("sa,sad->sd", pi, R)

@@ -39,7 +39,7 @@ import numpy as np
 
 from ._validation import _real_scalar, as_float_array
 from .bellman import check_mdp, sweep
-from .evaluation import PolicySystem, check_policy
+from .evaluation import check_policy, policy_system
 
 __all__ = [
     "OccupancyObjective",
@@ -112,7 +112,7 @@ class _Quadratic:
 
     def _occupancy(self, pi):
         """``(system, d^pi)``: the :class:`PolicySystem` of pi and its state occupancy."""
-        system = PolicySystem(self.mdp, pi)
+        system = policy_system(self.mdp, pi)
         return system, (1.0 - self.mdp.gamma) * system.solve(self.mdp.rho, transpose=True)
 
     def _cost_gradient(self, system, d, pi, c):

@@ -39,7 +39,7 @@ import numpy as np
 
 from ._validation import ConvergenceError, _real_scalar, as_float_array, check_int, check_positive, check_tau
 from .bellman import check_mdp
-from .evaluation import PolicySystem, check_policy, policy_reward
+from .evaluation import check_policy, policy_reward, policy_system
 from .gradients import (
     _evaluate, _reward_gradient, _state_occupancy, check_reward_model, check_theta,
     lower_solve, log_softmax,
@@ -65,7 +65,7 @@ def value_penalty(mdp, reward, x, pi, tau=0.0, solution=None):
     x, r, _ = check_reward_model(reward, mdp, x)
     pi, tau = check_policy(mdp, pi), check_tau(tau)
     sol = lower_solve(mdp, r, tau, solution)
-    V = PolicySystem(mdp, pi).solve(policy_reward(r, pi, tau))
+    V = policy_system(mdp, pi).solve(policy_reward(r, pi, tau))
     return float(mdp.rho @ (sol.V - V))
 
 
