@@ -40,7 +40,8 @@ from . import _kernels
 from ._validation import ConvergenceError, as_float_array, check_tau
 from .bellman import check_mdp, check_reward, sweep
 
-__all__ = ["evaluate", "occupancy", "PolicySystem", "policy_system", "policy_reward", "DENSE_LU_MAX_STATES"]
+__all__ = ["evaluate", "occupancy", "PolicySystem", "policy_system", "clear_policy_systems", "policy_reward",
+           "DENSE_LU_MAX_STATES"]
 
 #: Largest S for which policy systems are solved by a dense LU factorization.
 DENSE_LU_MAX_STATES = 3000
@@ -306,6 +307,11 @@ def policy_system(mdp, pi):
     while len(_systems) > SYSTEM_CACHE_SIZE:
         _systems.popitem(last=False)
     return system
+
+
+def clear_policy_systems():
+    """Forget the systems kept by :func:`policy_system` (to free memory, or to time cold calls)."""
+    _systems.clear()
 
 
 def evaluate(mdp, r, pi, tau=0.0):
