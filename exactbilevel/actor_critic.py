@@ -145,19 +145,19 @@ class ActorCriticConfig:
         for name, ratio in checks:
             if not ratio[1] < 0.999 * ratio[0]:
                 warnings.warn(f"schedule condition {name} fails: the ratio does not decrease "
-                              f"({ratio[0]:.3g} at k = {a}, {ratio[1]:.3g} at k = {b})", ScheduleWarning, stacklevel=3)
+                              f"({ratio[0]:.3g} at k = {a}, {ratio[1]:.3g} at k = {b})", ScheduleWarning, stacklevel=4)
         if not w["lam"][1] > 1.001 * w["lam"][0]:
             warnings.warn("schedule condition lam_k -> infinity fails (fixed lam): the penalty bias "
-                          "O(1/lam) does not vanish", ScheduleWarning, stacklevel=3)
+                          "O(1/lam) does not vanish", ScheduleWarning, stacklevel=4)
         if tau_b > 0:
             drift = abs(tau_next - tau_b) / (w["alpha"][1] * tau_b)
             drift_a = abs(sch.evaluate("tau", self.tau, [a + 1])[0] - tau_a) / (w["alpha"][0] * max(tau_a, 1e-300))
             if drift > 0 and not drift < drift_a:
                 warnings.warn("schedule condition |tau_{k+1} - tau_k| / (alpha_k tau_k) -> 0 fails: tau "
-                              "decays too fast for the actors to follow", ScheduleWarning, stacklevel=3)
+                              "decays too fast for the actors to follow", ScheduleWarning, stacklevel=4)
             if not tau_b < 0.999 * tau_a:
                 warnings.warn("schedule condition tau_k -> 0 fails (fixed tau): the run converges for "
-                              "Phi_tau, not Phi_0", ScheduleWarning, stacklevel=3)
+                              "Phi_tau, not Phi_0", ScheduleWarning, stacklevel=4)
 
     def as_dict(self):
         """JSON-friendly: schedules by their repr."""

@@ -135,7 +135,7 @@ def check_unbiased(estimator, exact, n_samples=10_000, alpha=1e-3, seed=0, batch
     p = 2.0 * stats.t.sf(np.abs(z), df=n - 1)
     exact_miss = deterministic & (np.abs(diff) > 1e-12 * np.maximum(1.0, np.abs(exact)))
     p = np.where(exact_miss, 0.0, p)
-    z = np.where(exact_miss, np.sign(diff) * np.inf, z)
+    z = np.where(exact_miss, np.copysign(np.inf, diff), z)
     rejected = _holm(p, alpha)
     return UnbiasedReport(
         passed=not rejected.any(), z=z, p_values=p, rejected=rejected, mean=mean, stderr=stderr,
