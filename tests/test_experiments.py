@@ -162,3 +162,25 @@ def test_sweep_rejects_a_bad_grid_before_running(tmp_path):
     (tmp_path / "grid.toml").write_text("zeta = [0.01]\n")
     with pytest.raises(SystemExit, match="unknown key 'zeta' in the sweep grid"):
         main(["sweep", "gridworld-goal", "--grid", str(tmp_path / "grid.toml"), "--out", str(tmp_path / "o")])
+
+
+def test_committed_rates_toml_is_the_default_configuration():
+    from exactbilevel.experiments import rates as R
+
+    assert load(R.Rates, ROOT / "experiments" / "rates.toml") == load(R.Rates)
+
+
+def test_reduced_rates_experiment_fits_slopes_and_draws_figures(tmp_path, capsys):
+    """The penalty-bias slopes come out at -1 and -2 (as in tests/test_penalty.py, on another
+    MDP), the entropy bias stays within its bound, and every figure is written."""
+    (tmp_path / "r.toml").write_text("steps = 12000\nseeds = 2\nlog_every = 2000\nS = 6\n")
+    assert main(["run", "rates", "--config", str(tmp_path / "r.toml"), "--out", str(tmp_path / "res"),
+                 "--workers", "1", "--quiet"]) == 0
+    assert "penalty bias" in capsys.readouterr().out
+    rows = {r["quantity"]: r for r in json.loads((tmp_path / "res" / "summary.json").read_text())["rows"]}
+    assert abs(rows["penalty bias"]["slope"] + 1) < 0.15
+    assert abs(rows["penalty p_tau"]["slope"] + 2) < 0.2
+    tau = np.load(tmp_path / "res" / "tau.npz")
+    assert np.all(tau["entropy_bias"] >= -1e-9) and np.all(tau["entropy_bias"] <= tau["bound"] + 1e-9)
+    for stem in ("penalty-bias", "entropy-bias", "rate-residual_phi"):
+        assert (tmp_path / "res" / f"{stem}.png").stat().st_size > 1000

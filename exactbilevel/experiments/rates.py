@@ -1,0 +1,244 @@
+"""Rates (spec section 6.3): measured convergence rates beside the theory's exponents.
+
+On a random MDP (Dirichlet rows, linear rewards with standard-normal features,
+an occupancy objective with a uniform random cost):
+
+* the section 4 actor-critic with decaying tau and with fixed tau, several seeds;
+  for each quantity of ``QUANTITIES`` the log-log slope against k over the second
+  half of the logging points, with a bootstrap interval over seeds, beside the
+  exponent the summaries of the paper give (-1/10 decaying, -1/3 fixed; they are
+  stated for stationarity, and drawn for every quantity as a reference);
+* the penalty bias against lam at a fixed random x (standard normal, from
+  ``mdp_seed``; x = 0 would make every reward zero): ``|grad ell - grad Phi_tau|``
+  (theory slope -1) and ``p_tau(theta_lam)`` (theory slope -2);
+* the entropy bias against tau at the same x: ``J*_0 - J_0(pi*_tau)`` beside its bound
+  ``tau log A / (1 - gamma)``, and the size of the implicit hyper-gradient term,
+  which peaks near the smallest action gap of Q*_0 (marked).
+
+Outputs: ``runs/<method>/seed<k>.npz``, ``lam.npz``, ``tau.npz``, ``summary.json``
+(the fitted slopes), figures ``rate-<quantity>``, ``penalty-bias``, ``entropy-bias``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import envs, schedules
+from ..actor_critic import ActorCriticConfig, ScheduleWarning
+from ..gradients import action_gap, hypergradient, lower_solve
+from ..objectives import OccupancyObjective
+from ..penalty import penalized_policy
+from ..problem import BilevelProblem
+from ..rates import fit_rate, rate_table
+from ..rewards import LinearReward
+from ..runner import run
+from ..trace import Trace
+from .config import ConfigError, dumps
+
+NAME = "rates"
+QUANTITIES = ("residual_phi", "residual_theta", "critic_error_phi", "grad_phi_norm2", "grad_ell_norm2")
+THEORY = {"decaying tau": -0.1, "fixed tau": -1.0 / 3.0}
+
+
+def _f(default, doc):
+    return dataclasses.field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class Rates:
+    """Configuration of the rates experiment (defaults: the committed figures)."""
+
+    S: int = _f(20, "states of the random MDP")
+    A: int = _f(4, "actions")
+    gamma: float = _f(0.9, "discount")
+    d: int = _f(3, "dimension of x (linear reward features)")
+    mdp_seed: int = _f(0, "seed of the MDP, the features and the cost")
+    kappa: float = _f(0.1, "weight of kappa/2 |x|^2")
+    steps: int = _f(300_000, "actor-critic steps per run")
+    seeds: int = _f(6, "seeds per method")
+    log_every: int = _f(10_000, "steps between logging points")
+    tau0: float = _f(0.5, "decaying: tau_k = tau0 (k+1)^-tau_decay; fixed: tau0")
+    tau_decay: float = _f(0.2, "")
+    lam0: float = _f(10.0, "lam_k = lam0 (k+1)^lam_growth")
+    lam_growth: float = _f(0.2, "")
+    alpha0: float = _f(0.5, "actors")
+    alpha_decay: float = _f(0.5, "")
+    beta0: float = _f(0.5, "critics")
+    beta_decay: float = _f(0.4, "")
+    zeta0: float = _f(0.01, "upper")
+    zeta_decay: float = _f(0.8, "")
+    bias_tau: float = _f(0.2, "tau of the penalty-bias sweep")
+    lam_min: float = _f(1.0, "penalty-bias sweep: lam from lam_min ...")
+    lam_max: float = _f(100.0, "... to lam_max (log-spaced, 9 values)")
+    tau_min: float = _f(1e-3, "entropy-bias sweep: tau from tau_min ...")
+    tau_max: float = _f(10.0, "... to tau_max (log-spaced, 25 values)")
+
+    def check(self):
+        def need(cond, key, what):
+            if not cond:
+                raise ConfigError(f"key {key!r} must be {what}, got {getattr(self, key)!r}")
+        for key in ("S", "A", "d", "steps", "seeds", "log_every"):
+            need(getattr(self, key) >= 1, key, "an integer >= 1")
+        need(0 <= self.gamma < 1, "gamma", "in [0, 1)")
+        for key in ("tau0", "lam0", "alpha0", "beta0", "zeta0", "bias_tau", "lam_min", "tau_min"):
+            need(getattr(self, key) > 0, key, "> 0")
+        for key in ("kappa", "tau_decay", "lam_growth", "alpha_decay", "beta_decay", "zeta_decay", "mdp_seed"):
+            need(getattr(self, key) >= 0, key, ">= 0")
+        need(self.lam_max > self.lam_min, "lam_max", "> lam_min")
+        need(self.tau_max > self.tau_min, "tau_max", "> tau_min")
+        need(self.steps >= 6 * self.log_every, "steps", "at least 6 logging points (steps >= 6 log_every): the fits use the second half")
+
+
+def problem(cfg):
+    """The bilevel problem (runs start at x0 = 0) and the probe point of the sweeps."""
+    mdp = envs.random_mdp(cfg.S, cfg.A, gamma=cfg.gamma, seed=cfg.mdp_seed)
+    rng = np.random.default_rng(cfg.mdp_seed)
+    reward = LinearReward(rng.standard_normal((cfg.S, cfg.A, cfg.d)))
+    obj = OccupancyObjective(mdp, rng.uniform(-1, 1, (cfg.S, cfg.A)), kappa=cfg.kappa)
+    return BilevelProblem(mdp, reward, obj, np.zeros(cfg.d), bounds=(-3.0, 3.0)), rng.standard_normal(cfg.d)
+
+
+def methods(cfg):
+    common = dict(lam=schedules.power(cfg.lam0, -cfg.lam_growth), alpha=schedules.power(cfg.alpha0, cfg.alpha_decay),
+                  beta=schedules.power(cfg.beta0, cfg.beta_decay), zeta=schedules.power(cfg.zeta0, cfg.zeta_decay),
+                  steps=cfg.steps, log_every=cfg.log_every)
+    return {"decaying tau": dict(common, tau=schedules.power(cfg.tau0, cfg.tau_decay)),
+            "fixed tau": dict(common, tau=cfg.tau0)}
+
+
+def _slug(name):
+    return name.replace(" ", "-")
+
+
+def _one(cfg, name, kw, seed, out):
+    path = Path(out) / "runs" / _slug(name) / f"seed{seed}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ScheduleWarning)
+        trace = run(problem(cfg)[0], ActorCriticConfig(**kw), seed=seed, checkpoint=path.with_suffix(".ckpt.npz"))
+    trace.save(path)
+    return name, seed
+
+
+def load_runs(out):
+    out = Path(out)
+    return {name: [Trace.load(p) for p in sorted((out / "runs" / _slug(name)).glob("seed*.npz"))]
+            for name in THEORY}
+
+
+def fits(runs):
+    """``{f"{quantity} ({method})": RateFit}`` over the second half of the logging points."""
+    out = {}
+    for name, traces in runs.items():
+        k = traces[0]["k"][1:]
+        for q in QUANTITIES:
+            values = np.stack([t[q][1:] for t in traces])
+            if not np.all(np.isfinite(values)) or np.any(values <= 0):
+                continue
+            out[f"{q} ({name})"] = fit_rate(k, values, window=(0.5, 1.0), theory=THEORY[name])
+    return out
+
+
+def penalty_sweep(cfg, prob, x):
+    """``(lam, |grad ell - grad Phi_tau|, p_tau(theta_lam))`` at x, tau = bias_tau."""
+    mdp, reward, obj = prob.mdp, prob.reward, prob.objective
+    sol = lower_solve(mdp, reward.value(x), cfg.bias_tau)
+    g = hypergradient(mdp, reward, obj, x, cfg.bias_tau, solution=sol)
+    lams = np.geomspace(cfg.lam_min, cfg.lam_max, 9)
+    bias, pen, theta = [], [], None
+    for lam in lams:
+        res = penalized_policy(mdp, reward, obj, x, lam, cfg.bias_tau, theta0=theta, solution=sol)
+        theta = res.theta
+        bias.append(np.linalg.norm(res.grad_ell - g))
+        pen.append(res.penalty)
+    return lams, np.array(bias), np.array(pen)
+
+
+def entropy_sweep(cfg, prob, x):
+    """``(tau, J*_0 - J_0(pi*_tau), bound, |implicit term|, action gap)`` at x."""
+    from ..evaluation import policy_reward, policy_system
+
+    mdp, reward, obj = prob.mdp, prob.reward, prob.objective
+    r = reward.value(x)
+    J0 = float(mdp.rho @ lower_solve(mdp, r, 0.0).V)
+    taus = np.geomspace(cfg.tau_min, cfg.tau_max, 25)
+    bias, implicit = [], []
+    for tau in taus:
+        sol = lower_solve(mdp, r, tau)
+        bias.append(J0 - float(mdp.rho @ policy_system(mdp, sol.pi).solve(policy_reward(r, sol.pi, 0.0))))
+        implicit.append(np.linalg.norm(hypergradient(mdp, reward, obj, x, tau, solution=sol, full_output=True).implicit))
+    bound = taus * np.log(mdp.A) / (1 - mdp.gamma)
+    return taus, np.array(bias), bound, np.array(implicit), action_gap(mdp, reward, x)
+
+
+def _write_atomic(path, text):
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def run_experiment(cfg, out, workers=1, progress=True):
+    from joblib import Parallel, delayed
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    prob, probe = problem(cfg)
+    lams, bias, pen = penalty_sweep(cfg, prob, probe)
+    np.savez(out / "lam.tmp.npz", lam=lams, penalty_bias=bias, penalty=pen)
+    os.replace(out / "lam.tmp.npz", out / "lam.npz")
+    taus, ebias, bound, implicit, gap = entropy_sweep(cfg, prob, probe)
+    np.savez(out / "tau.tmp.npz", tau=taus, entropy_bias=ebias, bound=bound, implicit=implicit, gap=gap)
+    os.replace(out / "tau.tmp.npz", out / "tau.npz")
+    todo = [(cfg, name, kw, seed, out) for name, kw in methods(cfg).items() for seed in range(cfg.seeds)]
+    jobs = Parallel(n_jobs=workers, return_as="generator_unordered")(delayed(_one)(*t) for t in todo)
+    for _ in tqdm(jobs, total=len(todo), desc=NAME, disable=not progress, unit="run"):
+        pass
+    fitted = fits(load_runs(out))
+    lam_fits = {"penalty bias": fit_rate(lams, bias, theory=-1.0, window=(0.0, 1.0)),
+                "penalty p_tau": fit_rate(lams, pen, theory=-2.0, window=(0.0, 1.0))}
+    rows = [dict(quantity=q, slope=f.slope, ci=list(f.ci), theory=f.theory) for q, f in {**fitted, **lam_fits}.items()]
+    _write_atomic(out / "config.toml", dumps(cfg))
+    _write_atomic(out / "summary.json", json.dumps(dict(experiment=NAME, methods=list(THEORY), rows=rows,
+                                                        seconds=time.perf_counter() - t0), indent=2))
+    figures(out)
+    return {**fitted, **lam_fits}
+
+
+def table(fitted):
+    return rate_table(fitted)
+
+
+def figures(out):
+    from .. import plots
+
+    out = Path(out)
+    runs = load_runs(out)
+    for q in QUANTITIES:
+        try:
+            fig = plots.rates(runs, q, theory=THEORY, xlabel="step k")
+        except ValueError:  # no positive values to fit (e.g. a quantity undefined at tau = 0)
+            continue
+        plots.save(fig, out / f"rate-{q}")
+    lam = np.load(out / "lam.npz")
+    groups = {r"$|\nabla\ell_\lambda - \nabla\Phi_\tau|$": [Trace({"k": lam["lam"], "y": lam["penalty_bias"]})],
+              r"$p_\tau(\theta_\lambda)$": [Trace({"k": lam["lam"], "y": lam["penalty"]})]}
+    fig = plots.rates(groups, "y", window=(0.0, 1.0), theory={k: t for k, t in zip(groups, (-1.0, -2.0))},
+                      xlabel=r"penalty $\lambda$", ylabel="bias")
+    plots.save(fig, out / "penalty-bias")
+    tau = np.load(out / "tau.npz")
+    groups = {r"$J^*_0 - J_0(\pi^*_\tau)$": [Trace({"tau": tau["tau"], "y": tau["entropy_bias"]})],
+              r"bound $\tau \log A / (1-\gamma)$": [Trace({"tau": tau["tau"], "y": tau["bound"]})],
+              r"$|$implicit hyper-gradient term$|$": [Trace({"tau": tau["tau"], "y": tau["implicit"]})]}
+    fig = plots.curves(groups, x="tau", y="y", logx=True, logy=True, xlabel=r"entropy weight $\tau$ "
+                       f"(smallest action gap {float(tau['gap']):.2g})", ylabel="size")
+    plots.save(fig, out / "entropy-bias")
