@@ -137,7 +137,7 @@ def soft_advantage_row(Q, logits, lse, tau, s, out):
 def run_steps(taus, lams, alphas, betas, zetas,
               x, lo, hi, theta, phi, Qphi, Qtheta, Qc, lse_phi, lse_theta,
               kind, Psi, coords, sigma, cost, has_cost, kappa, center,
-              indptr, indices, cdf, rho_cdf, gamma, mode, chains, batch, natural, partial, rng, counter):
+              indptr, indices, cdf, rho_cdf, gamma, mode, chains, batch, natural, partial, theta_only, rng, counter):
     """len(taus) steps of the spec section 4 algorithm, in place.
 
     Per step, with B = batch samples per chain: draw B tuples under pi_phi and B
@@ -163,35 +163,39 @@ def run_steps(taus, lams, alphas, betas, zetas,
     for t in range(taus.shape[0]):
         tau, lam, al, be, ze = taus[t], lams[t], alphas[t], betas[t], zetas[t]
         for b in range(B):
-            sp[0, b], ap[0, b], s2[0, b], a2[0, b], chains[0] = draw(
-                mode, chains[0], phi, lse_phi, rho_cdf, indptr, indices, cdf, gamma, rng, counter)
+            if not theta_only:
+                sp[0, b], ap[0, b], s2[0, b], a2[0, b], chains[0] = draw(
+                    mode, chains[0], phi, lse_phi, rho_cdf, indptr, indices, cdf, gamma, rng, counter)
             sp[1, b], ap[1, b], s2[1, b], a2[1, b], chains[1] = draw(
                 mode, chains[1], theta, lse_theta, rho_cdf, indptr, indices, cdf, gamma, rng, counter)
         # critics: TD errors at the current critics, then the averaged updates
         for b in range(B):
-            s, a, u, v = sp[0, b], ap[0, b], s2[0, b], a2[0, b]
-            r = reward_and_grad(kind, Psi, coords, sigma, s, a, x, grads[0, b])
-            td[0, b] = r + gamma * (Qphi[u, v] - tau * (phi[u, v] - lse_phi[u])) - Qphi[s, a]
+            if not theta_only:
+                s, a, u, v = sp[0, b], ap[0, b], s2[0, b], a2[0, b]
+                r = reward_and_grad(kind, Psi, coords, sigma, s, a, x, grads[0, b])
+                td[0, b] = r + gamma * (Qphi[u, v] - tau * (phi[u, v] - lse_phi[u])) - Qphi[s, a]
             s, a, u, v = sp[1, b], ap[1, b], s2[1, b], a2[1, b]
             r = reward_and_grad(kind, Psi, coords, sigma, s, a, x, grads[1, b])
             td[1, b] = r + gamma * (Qtheta[u, v] - tau * (theta[u, v] - lse_theta[u])) - Qtheta[s, a]
             if has_cost:
                 td[2, b] = cost[s, a] + gamma * Qc[u, v] - Qc[s, a]
         for b in range(B):
-            Qphi[sp[0, b], ap[0, b]] += be / B * td[0, b]
+            if not theta_only:
+                Qphi[sp[0, b], ap[0, b]] += be / B * td[0, b]
             Qtheta[sp[1, b], ap[1, b]] += be / B * td[1, b]
             if has_cost:
                 Qc[sp[1, b], ap[1, b]] += be / B * td[2, b]
         # actors, from the updated critics
         for b in range(B):
-            s, a = sp[0, b], ap[0, b]
-            soft_advantage_row(Qphi, phi, lse_phi, tau, s, adv)
-            for c in range(A):
-                if natural:
-                    inc[0, b, c] = al * c1 / B * adv[c]
-                else:
-                    e = 1.0 if c == a else 0.0
-                    inc[0, b, c] = al * c1 / B * (e - math.exp(phi[s, c] - lse_phi[s])) * adv[a]
+            if not theta_only:
+                s, a = sp[0, b], ap[0, b]
+                soft_advantage_row(Qphi, phi, lse_phi, tau, s, adv)
+                for c in range(A):
+                    if natural:
+                        inc[0, b, c] = al * c1 / B * adv[c]
+                    else:
+                        e = 1.0 if c == a else 0.0
+                        inc[0, b, c] = al * c1 / B * (e - math.exp(phi[s, c] - lse_phi[s])) * adv[a]
             s, a = sp[1, b], ap[1, b]
             soft_advantage_row(Qtheta, theta, lse_theta, tau, s, adv)
             if has_cost:
@@ -206,11 +210,15 @@ def run_steps(taus, lams, alphas, betas, zetas,
                     inc[1, b, c] = al / B * (e - math.exp(theta[s, c] - lse_theta[s])) * (adv[a] * c1 - adv_c[a] / lam)
         for b in range(B):
             for c in range(A):
-                phi[sp[0, b], c] += inc[0, b, c]
+                if not theta_only:
+                    phi[sp[0, b], c] += inc[0, b, c]
                 theta[sp[1, b], c] += inc[1, b, c]
         for b in range(B):
-            lse_phi[sp[0, b]] = row_lse(phi, sp[0, b])
+            if not theta_only:
+                lse_phi[sp[0, b]] = row_lse(phi, sp[0, b])
             lse_theta[sp[1, b]] = row_lse(theta, sp[1, b])
+        if theta_only:
+            continue
         # upper step
         for i in range(d):
             g = 0.0

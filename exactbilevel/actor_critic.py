@@ -70,7 +70,9 @@ class ActorCriticConfig:
     (default steps // 100, at least 1) sets the logging points; ``sampling``
     "iid" or "markov"; ``batch`` >= 1; ``actor`` "pg" or "npg"; ``exact``
     replaces sampled updates by their expectations; ``diagnostics`` False logs
-    only k, samples, x, tau, lam and time.
+    only k, samples, x, tau, lam and time.  ``fd_step`` (> 0) and ``fd_inner``
+    (>= 1) are the difference step h and the learner steps per estimate of the
+    finite-difference baseline (``method="finite_differences"``).
 
     Invalid: steps <= 0, tau_0 < 0, lam_0 <= 0, a step size <= 0, or a broken
     time-scale ordering (beta_k >= alpha_k >= zeta_k must hold on the run) raise
@@ -92,6 +94,8 @@ class ActorCriticConfig:
     exact: bool = False
     log_every: int | None = None
     diagnostics: bool = True
+    fd_step: float = 0.1
+    fd_inner: int = 1000
 
     def __post_init__(self):
         steps = check_int("steps", self.steps, minimum=1)
@@ -105,6 +109,9 @@ class ActorCriticConfig:
         object.__setattr__(self, "batch", check_int("batch", self.batch, minimum=1))
         log_every = max(1, steps // 100) if self.log_every is None else check_int("log_every", self.log_every, minimum=1)
         object.__setattr__(self, "log_every", log_every)
+        object.__setattr__(self, "fd_inner", check_int("fd_inner", self.fd_inner, minimum=1))
+        if not (isinstance(self.fd_step, (int, float)) and self.fd_step > 0):
+            raise ValueError(f"fd_step must be a number > 0, got {self.fd_step!r}")
         if not isinstance(self.exact, bool) or not isinstance(self.diagnostics, bool):
             raise TypeError("exact and diagnostics must be True or False")
         self._check_schedules()
@@ -239,9 +246,22 @@ def sampled_steps(problem, config, state, ks, rng, model, sampler, chains, count
                 lse_phi, lse_theta, model["kind"], model["Psi"], model["coords"], model["sigma"], model["cost"],
                 True, model["kappa"], model["center"], *sampler, problem.mdp.gamma,
                 K.IID if config.sampling == "iid" else K.MARKOV, chains, config.batch, config.actor == "npg",
-                partial, rng, counter)
+                partial, False, rng, counter)
     state.k = int(ks[-1]) + 1
     state.samples = int(counter[0])
+
+
+def learner_steps(problem, state, x, tau, alpha, beta, m, rng, model, sampler, loop):
+    """m steps of the theta learner alone at the fixed point x (lam = infinity: it ascends
+    J_tau; its critics Qtheta and Qc follow pi_theta), in place on ``state``."""
+    lse_theta = np.array([np.logaddexp.reduce(r) for r in state.theta])
+    full = np.full(m, 1.0)
+    K.run_steps(tau * full, 1e300 * full, alpha * full, beta * full, 0.0 * full,
+                np.array(x, dtype=np.float64), problem.lo, problem.hi, state.theta, state.phi, state.Qphi,
+                state.Qtheta, state.Qc, lse_theta.copy(), lse_theta, model["kind"], model["Psi"], model["coords"],
+                model["sigma"], model["cost"], True, model["kappa"], model["center"], *sampler, problem.mdp.gamma,
+                K.IID, loop["chains"], 1, False, True, True, rng, loop["counter"])
+    state.samples = int(loop["counter"][0])
 
 
 def expected_step(problem, state, tau, lam, alpha, beta, zeta, natural=False):

@@ -304,7 +304,8 @@ def landscapes(xs, ys, panels, paths=None, *, label=None, xlabel=r"$x_1$", ylabe
         if label is not None:
             cbar.set_label(label)
         if paths:
-            fig.legend(handles=_path_handles(paths), loc="outside lower center", ncols=len(paths) + 2,
+            # at most 4 entries a row, so long method lists wrap instead of running off the page
+            fig.legend(handles=_path_handles(paths), loc="outside lower center", ncols=min(4, len(paths) + 2),
                        frameon=False, handlelength=1.4, columnspacing=1.2)
     return fig
 

@@ -8,6 +8,14 @@ Methods (same configuration, same diagnostics, same :class:`~exactbilevel.trace.
 ``"partial_sgd"``
     the same sampled loop with the upper step ``x <- Proj(x - zeta_k grad_x f(x))``: it
     ignores how pi* moves with x.
+``"finite_differences"``
+    finite differences of Phi estimated by the lower-level learner: at every step, for each
+    coordinate i and sign, the theta learner (actor and critics, lam = infinity) is run
+    ``fd_inner`` steps at ``x +- h e_i`` from its current state, and
+    ``Phihat = (1 - gamma) sum_s rho(s) sum_a pi_theta(a|s) Qc(s, a) + psi(x)`` is read off
+    its cost critic; ``x <- Proj(x - zeta_k g)`` with the central differences g; then the
+    learner runs ``fd_inner`` steps at the new x.  Every transition is counted; phi and its
+    critic mirror theta's for the diagnostics.
 ``"hypergradient"``
     the oracle baseline: exact hyper-gradient descent on Phi_{tau_k},
     ``x <- Proj(x - zeta_k grad Phi_{tau_k}(x))`` (spec section 3.1), the lower level
@@ -36,7 +44,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .actor_critic import ActorCriticConfig, ActorCriticState, run_actor_critic
+from .actor_critic import (
+    ActorCriticConfig, ActorCriticState, compiled_model, learner_steps, run_actor_critic, transition_sampler,
+)
 from .diagnostics import QUANTITIES, Diagnostics
 from .evaluation import evaluate
 from .gradients import hypergradient, lower_solve, softmax_policy
@@ -46,7 +56,47 @@ from .trace import TraceBuilder, run_metadata
 
 __all__ = ["run", "METHODS"]
 
-METHODS = ("actor_critic", "partial_sgd", "hypergradient", "nested_penalty")
+METHODS = ("actor_critic", "partial_sgd", "finite_differences", "hypergradient", "nested_penalty")
+
+
+def _finite_differences(problem, config, rng, on_log):
+    mdp, obj = problem.mdp, problem.objective
+    model, sampler = compiled_model(problem), transition_sampler(mdp)
+    loop = dict(chains=np.zeros(2, dtype=np.int64), counter=np.zeros(1, dtype=np.int64))  # i.i.d. draws: no chains
+    state = ActorCriticState.initial(problem)
+    center = 0.0 if obj.center is None else np.asarray(obj.center)
+
+    def phi_hat(st, x):
+        pi = softmax_policy(st.theta)
+        z = x - center
+        return (1 - mdp.gamma) * float(mdp.rho @ np.sum(pi * st.Qc, axis=1)) + 0.5 * obj.kappa * float(z @ z)
+
+    def mirror(st):
+        st.phi, st.Qphi = np.array(st.theta), np.array(st.Qtheta)
+
+    on_log(state)
+    h, m = float(config.fd_step), config.fd_inner
+    for k in range(config.steps):
+        v = config.schedule_values(np.array([k]))
+        tau, alpha, beta, zeta = (float(v[n][0]) for n in ("tau", "alpha", "beta", "zeta"))
+        g = np.zeros(problem.d)
+        for i in range(problem.d):
+            points, values = [], []
+            for sign in (1.0, -1.0):
+                trial = state.copy()
+                xp = problem.project(state.x + sign * h * np.eye(problem.d)[i])
+                learner_steps(problem, trial, xp, tau, alpha, beta, m, rng, model, sampler, loop)
+                points.append(xp[i])
+                values.append(phi_hat(trial, xp))
+            if points[0] > points[1]:
+                g[i] = (values[0] - values[1]) / (points[0] - points[1])
+        state.x = problem.project(state.x - zeta * g)
+        learner_steps(problem, state, state.x, tau, alpha, beta, m, rng, model, sampler, loop)
+        state.k = k + 1
+        if state.k % config.log_every == 0 or state.k == config.steps:
+            mirror(state)
+            on_log(state)
+    return state
 
 
 def _oracle_descent(problem, config, on_log, penalty):
@@ -164,7 +214,9 @@ def run(problem, config, seed=0, method="actor_critic", checkpoint=None):
         if checkpoint is not None:
             _save_checkpoint(checkpoint, run_id, state, loop, rng, rows, diag)
 
-    if sampled:
+    if method == "finite_differences":
+        _finite_differences(problem, config, rng, on_log)
+    elif sampled:
         resume = None
         if checkpoint is not None and checkpoint.exists():
             resume = _load_checkpoint(checkpoint, run_id, rng, rows, diag)

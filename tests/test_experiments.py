@@ -21,6 +21,7 @@ landscape_step = 3.0
 oracle_steps = 4
 tau_fixed = [0.3]
 landscape_tau = 0.5
+fd_inner = 200
 """
 
 
@@ -77,12 +78,13 @@ def small_run(tmp_path_factory):
 
 def test_reduced_gridworld_goal_writes_results_and_figures(small_run):
     summary = json.loads((small_run / "summary.json").read_text())
-    assert summary["methods"] == ["decaying tau", "fixed tau = 0.3", "partial SGD", "nested (oracle)"]
+    assert summary["methods"] == ["decaying tau", "fixed tau = 0.3", "partial SGD", "finite differences",
+                                  "nested (oracle)"]
     for stem in ("landscape", "objective"):
         for ext in ("png", "pdf"):
             assert (small_run / f"{stem}.{ext}").stat().st_size > 1000
     runs = G.load_runs(small_run)
-    assert [len(v) for v in runs.values()] == [2, 2, 2, 1]
+    assert [len(v) for v in runs.values()] == [2, 2, 2, 2, 1]
     land = np.load(small_run / "landscape.npz")
     assert land["phi0"].shape == (4, 4)  # x grid 0, 3, 6, 9
     # the logged Phi_tau at k = 0 (tau_0 = 0.5) is the landscape's at x0 (computed apart);
@@ -117,6 +119,7 @@ log_every = 300
 landscape_step = 9.0
 oracle_steps = 2
 tau_fixed = [0.3]
+fd_inner = 100
 """
 
 

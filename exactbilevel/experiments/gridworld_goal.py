@@ -18,8 +18,10 @@ Outputs (in the results folder):
   samples, median and 10-90% band over seeds).
 
 Methods: the section 4 actor-critic with decaying tau, the same with each fixed
-tau of ``tau_fixed``, partial SGD (sampled), and the oracle nested loop with the
-penalty gradient (exact lower level; plotted against k, not samples).
+tau of ``tau_fixed``, partial SGD (sampled), finite differences of Phi estimated
+by the lower-level learner (the same budget of learner steps), and the oracle
+nested loop with the penalty gradient (exact lower level; plotted against k, not
+samples).
 """
 
 from __future__ import annotations
@@ -76,6 +78,9 @@ class GridworldGoal:
     zeta0: float = dataclasses.field(default=0.005, metadata={"doc": "upper: zeta0 (k+1)^-zeta_decay"})
     zeta_decay: float = dataclasses.field(default=0.6, metadata={"doc": ""})
     actor: str = dataclasses.field(default="pg", metadata={"doc": "pg or npg"})
+    fd_step: float = dataclasses.field(default=0.25, metadata={"doc": "finite differences: step h"})
+    fd_inner: int = dataclasses.field(default=2000, metadata={"doc": "finite differences: learner steps per estimate"})
+    fd_zeta: float = dataclasses.field(default=0.5, metadata={"doc": "finite differences: constant upper step"})
     oracle_steps: int = dataclasses.field(default=200, metadata={"doc": "outer steps of the nested oracle"})
     oracle_zeta: float = dataclasses.field(default=2.0, metadata={"doc": "its constant step size"})
     landscape_step: float = dataclasses.field(default=0.25, metadata={"doc": "spacing of the x grid of the landscapes"})
@@ -89,11 +94,11 @@ class GridworldGoal:
         need(0 <= self.slip <= 1, "slip", "in [0, 1]")
         need(0 <= self.gamma < 1, "gamma", "in [0, 1)")
         for key in ("sigma", "tau0", "lam0", "alpha0", "beta0", "zeta0", "landscape_step", "landscape_tau",
-                    "oracle_zeta"):
+                    "oracle_zeta", "fd_step", "fd_zeta"):
             need(getattr(self, key) > 0, key, "> 0")
         for key in ("kappa", "tau_decay", "lam_growth", "alpha_decay", "beta_decay", "zeta_decay"):
             need(getattr(self, key) >= 0, key, ">= 0")
-        for key in ("steps", "seeds", "log_every", "oracle_steps"):
+        for key in ("steps", "seeds", "log_every", "oracle_steps", "fd_inner"):
             need(getattr(self, key) >= 1, key, "an integer >= 1")
         for key in ("targets", "hazards"):
             need(all(len(c) == 2 and all(isinstance(v, int) and 0 <= v < self.n for v in c) for c in getattr(self, key)),
@@ -143,6 +148,11 @@ def methods(cfg):
     for t in cfg.tau_fixed:
         out[f"fixed tau = {t:g}"] = ("actor_critic", dict(common, tau=t), cfg.seeds)
     out["partial SGD"] = ("partial_sgd", dict(common, tau=schedules.power(cfg.tau0, cfg.tau_decay)), cfg.seeds)
+    # the same learner-step budget: (2 d + 1) fd_inner learner steps per outer step, d = 2
+    fd_steps = max(1, cfg.steps // (5 * cfg.fd_inner))
+    out["finite differences"] = ("finite_differences", dict(
+        common, steps=fd_steps, log_every=max(1, fd_steps // 50), tau=schedules.power(cfg.tau0, cfg.tau_decay),
+        zeta=cfg.fd_zeta, alpha=cfg.fd_zeta, beta=cfg.fd_zeta, fd_step=cfg.fd_step, fd_inner=cfg.fd_inner), cfg.seeds)
     oracle = dict(common, steps=cfg.oracle_steps, log_every=max(1, cfg.oracle_steps // 50), zeta=cfg.oracle_zeta,
                   alpha=cfg.oracle_zeta, beta=cfg.oracle_zeta, tau=schedules.power(cfg.tau0, cfg.tau_decay))
     out["nested (oracle)"] = ("nested_penalty", oracle, 1)
@@ -170,7 +180,7 @@ def _one(cfg, name, method, kw, seed, out):
         except (OSError, ValueError, KeyError):
             pass  # unreadable or another configuration: run again
     path.parent.mkdir(parents=True, exist_ok=True)
-    sampled = method in ("actor_critic", "partial_sgd")
+    sampled = method in ("actor_critic", "partial_sgd")  # checkpointed; the others restart
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ScheduleWarning)
         trace = run(problem(cfg), config, seed=seed, method=method,
