@@ -133,7 +133,7 @@ def soft_advantage_row(Q, logits, lse, tau, s, out):
         out[b] -= v
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def run_steps(taus, lams, alphas, betas, zetas,
               x, lo, hi, theta, phi, Qphi, Qtheta, Qc, lse_phi, lse_theta,
               kind, Psi, coords, sigma, cost, has_cost, kappa, center,

@@ -31,8 +31,9 @@ and the critics are exact; their samples column counts no environment transition
 
 Every ``log_every`` steps (and at k = 0 and the end) a row is logged: k, samples
 (environment transitions; 0 for the oracle), x, tau, lam, time (wall seconds since
-the start) and, with ``config.diagnostics``, every quantity of
-:data:`exactbilevel.diagnostics.QUANTITIES`.
+the start, when the row was complete) and, with ``config.diagnostics``, every quantity of
+:data:`exactbilevel.diagnostics.QUANTITIES`, computed in a background thread on a
+snapshot of the iterate while the compiled loop continues.
 """
 
 from __future__ import annotations
@@ -40,8 +41,10 @@ from __future__ import annotations
 import json
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from .actor_critic import (
@@ -173,6 +176,16 @@ def _load_checkpoint(path, run_id, rng, rows, diag):
     return state, loop
 
 
+class _Done:
+    """A finished 'future' (the row of a run without diagnostics)."""
+
+    def __init__(self, value):
+        self._value = value
+
+    def result(self):
+        return self._value
+
+
 def run(problem, config, seed=0, method="actor_critic", checkpoint=None):
     """Run ``method`` on ``problem`` with ``config``; returns a :class:`~exactbilevel.trace.Trace`.
 
@@ -202,27 +215,54 @@ def run(problem, config, seed=0, method="actor_critic", checkpoint=None):
         checkpoint = Path(checkpoint)
     run_id = json.dumps(dict(config.as_dict(), method=method, seed=seed), sort_keys=True)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+    # For the sampled loop, the diagnostics of a logging point run in one background thread,
+    # on a snapshot of the iterate, while the compiled loop (which releases the GIL and calls
+    # no parallel kernel) goes on; one worker keeps their order, so the warm starts, and hence
+    # the numbers, are those of a serial run.  Elsewhere the main thread itself calls parallel
+    # kernels, so the diagnostics run in line.
+    background = diag is not None and sampled and not config.exact
+    # (its kernels run on one thread: numba's thread count is per thread, and two threads
+    # spinning in parallel regions would take the loop's core)
+    pool = ThreadPoolExecutor(max_workers=1, initializer=numba.set_num_threads, initargs=(1,)) if background else None
+    pending = []
+
+    def diagnose(snapshot, row):
+        v = config.schedule_values(np.array([snapshot.k]))
+        row.update(diag(snapshot, float(v["tau"][0]), float(v["lam"][0])))
+        return row
+
+    def drain():
+        while pending:
+            row = pending.pop(0).result()
+            row["time"] = time.perf_counter() - t0
+            rows.add(**row)
 
     def on_log(state, loop=None):
         v = config.schedule_values(np.array([state.k]))
-        tau, lam = float(v["tau"][0]), float(v["lam"][0])
-        row = dict(k=state.k, samples=state.samples, x=np.array(state.x), tau=tau, lam=lam)
-        if diag is not None:
-            row.update(diag(state, tau, lam))
-        row["time"] = time.perf_counter() - t0
-        rows.add(**row)
+        row = dict(k=state.k, samples=state.samples, x=np.array(state.x), tau=float(v["tau"][0]),
+                   lam=float(v["lam"][0]))
+        if pool is not None:
+            pending.append(pool.submit(diagnose, state.copy(), row))
+        else:
+            pending.append(_Done(row if diag is None else diagnose(state, row)))
         if checkpoint is not None:
+            drain()
             _save_checkpoint(checkpoint, run_id, state, loop, rng, rows, diag)
 
-    if method == "finite_differences":
-        _finite_differences(problem, config, rng, on_log)
-    elif sampled:
-        resume = None
-        if checkpoint is not None and checkpoint.exists():
-            resume = _load_checkpoint(checkpoint, run_id, rng, rows, diag)
-        run_actor_critic(problem, config, rng, on_log, partial=method == "partial_sgd", resume=resume)
-    else:
-        _oracle_descent(problem, config, on_log, penalty=method == "nested_penalty")
+    try:
+        if method == "finite_differences":
+            _finite_differences(problem, config, rng, on_log)
+        elif sampled:
+            resume = None
+            if checkpoint is not None and checkpoint.exists():
+                resume = _load_checkpoint(checkpoint, run_id, rng, rows, diag)
+            run_actor_critic(problem, config, rng, on_log, partial=method == "partial_sgd", resume=resume)
+        else:
+            _oracle_descent(problem, config, on_log, penalty=method == "nested_penalty")
+        drain()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     meta = run_metadata(dict(config.as_dict(), method=method), seed if not isinstance(seed, np.random.Generator) else None)
     trace = rows.build(meta)
     if checkpoint is not None:
