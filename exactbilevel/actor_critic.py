@@ -45,7 +45,8 @@ import numpy as np
 from . import _actor_critic_kernels as K
 from . import schedules as sch
 from ._validation import check_int
-from .gradients import log_softmax
+from .evaluation import policy_system
+from .gradients import _next_expectation, log_softmax
 from .objectives import OccupancyObjective
 from .problem import BilevelProblem
 from .rewards import GaussianGoalReward, LinearReward, TabularReward
@@ -275,9 +276,6 @@ def expected_step(problem, state, tau, lam, alpha, beta, zeta, natural=False):
         theta += alpha d pi (Ahat_theta/(1-gamma) - Ahat_c/lam)
         x    = Proj(x - zeta (kappa (x - center) + lam/(1-gamma) R^T (nu_phi - nu_theta)))
     """
-    from .evaluation import policy_system
-    from .gradients import _next_expectation
-
     mdp, g = problem.mdp, problem.mdp.gamma
     r, R = problem.reward.value(state.x), problem.reward.jacobian(state.x)
     obj = problem.objective

@@ -36,8 +36,8 @@ import math
 import numpy as np
 
 from . import gradients as G
-from .evaluation import policy_reward, policy_system
 from .bellman import sweep
+from .evaluation import policy_reward, policy_system
 from .penalty import _lagrangian, penalized_policy
 
 __all__ = ["Diagnostics", "QUANTITIES"]

@@ -121,10 +121,9 @@ def _oracle_descent(problem, config, on_log, penalty):
         state.phi = sol.Q / tau
         state.Qphi = np.array(sol.Q)
         state.theta = np.array(pen.theta) if pen is not None else sol.Q / tau
-        V_th, Q_th = evaluate(mdp, reward.value(state.x), softmax_policy(state.theta), tau)
-        state.Qtheta = Q_th
-        Vc, Qc = evaluate(mdp, obj.cost, softmax_policy(state.theta), 0.0)
-        state.Qc = Qc
+        pi_theta = softmax_policy(state.theta)
+        state.Qtheta = evaluate(mdp, reward.value(state.x), pi_theta, tau)[1]
+        state.Qc = evaluate(mdp, obj.cost, pi_theta, 0.0)[1]
 
     tau, sol, pen = lower(0)
     sync(tau, sol, pen)

@@ -10,7 +10,7 @@ import pytest
 import exactbilevel as eb
 from exactbilevel import _actor_critic_kernels as K
 from exactbilevel.actor_critic import ActorCriticConfig, ActorCriticState, ScheduleWarning, expected_step
-from exactbilevel.actor_critic import compiled_model, sampled_steps, transition_sampler
+from exactbilevel.actor_critic import compiled_model, transition_sampler
 from exactbilevel.problem import BilevelProblem
 from exactbilevel.testing import check_unbiased
 from exactbilevel.testing import reference as ref

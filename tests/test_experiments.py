@@ -9,7 +9,6 @@ import pytest
 from exactbilevel.__main__ import main
 from exactbilevel.experiments import gridworld_goal as G
 from exactbilevel.experiments.config import ConfigError, dumps, load
-from exactbilevel.trace import Trace
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,6 @@ from hypothesis import strategies as st
 
 import exactbilevel as eb
 from exactbilevel.testing import check_gradient
-from exactbilevel.testing import reference as ref
 from exactbilevel.testing import strategies as ebst
 from test_gradients import bilevel_cases, objective_ref, return_ref, soft_optimal_ref, softmax_ref
 

@@ -18,7 +18,12 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["load", "dumps", "ConfigError", "tomllib"]
+__all__ = ["load", "dumps", "option", "ConfigError", "tomllib"]
+
+
+def option(default, doc=""):
+    """A configuration field: its default and the comment :func:`dumps` writes above it."""
+    return dataclasses.field(default=default, metadata={"doc": doc})
 
 
 class ConfigError(ValueError):

@@ -26,10 +26,8 @@ samples).
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
-import re
 import time
 import warnings
 from dataclasses import dataclass
@@ -45,7 +43,8 @@ from ..rewards import GaussianGoalReward
 from ..runner import run
 from ..solvers import solve
 from ..trace import Trace
-from .config import ConfigError, dumps
+from .config import ConfigError, dumps, option
+from .runs import run_tasks, slug, write_atomic
 
 NAME = "gridworld-goal"
 
@@ -54,37 +53,37 @@ NAME = "gridworld-goal"
 class GridworldGoal:
     """Configuration of the GridWorld goal experiment (defaults: the committed figures)."""
 
-    n: int = dataclasses.field(default=10, metadata={"doc": "side N of the grid"})
-    slip: float = dataclasses.field(default=0.1, metadata={"doc": "probability of a uniformly random move"})
-    gamma: float = dataclasses.field(default=0.95, metadata={"doc": "discount"})
-    sigma: float = dataclasses.field(default=1.0, metadata={"doc": "width of the goal bump"})
-    targets: tuple = dataclasses.field(default=((1, 8),), metadata={"doc": "target cells [row, col], u = -1"})
-    hazards: tuple = dataclasses.field(default=((3, 5), (4, 5), (5, 5)), metadata={"doc": "hazard cells, u = +1"})
-    kappa: float = dataclasses.field(default=0.01, metadata={"doc": "weight of kappa/2 |x - xbar|^2"})
-    xbar: tuple = dataclasses.field(default=(4.5, 4.5), metadata={"doc": "center of the quadratic term"})
-    x0: tuple = dataclasses.field(default=(3.0, 6.0), metadata={"doc": "starting goal position"})
-    steps: int = dataclasses.field(default=1_000_000, metadata={"doc": "actor-critic steps per run"})
-    seeds: int = dataclasses.field(default=10, metadata={"doc": "seeds per sampled method"})
-    log_every: int = dataclasses.field(default=20_000, metadata={"doc": "steps between logging points"})
-    tau0: float = dataclasses.field(default=0.5, metadata={"doc": "tau_k = tau0 (k+1)^-tau_decay"})
-    tau_decay: float = dataclasses.field(default=0.2, metadata={"doc": "decay exponent of tau"})
-    tau_fixed: tuple = dataclasses.field(default=(0.5, 0.1), metadata={"doc": "fixed-tau variants"})
-    lam0: float = dataclasses.field(default=10.0, metadata={"doc": "lam_k = lam0 (k+1)^lam_growth"})
-    lam_growth: float = dataclasses.field(default=0.2, metadata={"doc": "growth exponent of lam"})
-    alpha0: float = dataclasses.field(default=1.0, metadata={"doc": "actors: alpha0 (k+1)^-alpha_decay"})
-    alpha_decay: float = dataclasses.field(default=0.5, metadata={"doc": ""})
-    beta0: float = dataclasses.field(default=1.0, metadata={"doc": "critics: beta0 (k+1)^-beta_decay"})
-    beta_decay: float = dataclasses.field(default=0.4, metadata={"doc": ""})
-    zeta0: float = dataclasses.field(default=0.005, metadata={"doc": "upper: zeta0 (k+1)^-zeta_decay"})
-    zeta_decay: float = dataclasses.field(default=0.6, metadata={"doc": ""})
-    actor: str = dataclasses.field(default="pg", metadata={"doc": "pg or npg"})
-    fd_step: float = dataclasses.field(default=0.25, metadata={"doc": "finite differences: step h"})
-    fd_inner: int = dataclasses.field(default=2000, metadata={"doc": "finite differences: learner steps per estimate"})
-    fd_zeta: float = dataclasses.field(default=0.5, metadata={"doc": "finite differences: constant upper step"})
-    oracle_steps: int = dataclasses.field(default=200, metadata={"doc": "outer steps of the nested oracle"})
-    oracle_zeta: float = dataclasses.field(default=2.0, metadata={"doc": "its constant step size"})
-    landscape_step: float = dataclasses.field(default=0.25, metadata={"doc": "spacing of the x grid of the landscapes"})
-    landscape_tau: float = dataclasses.field(default=0.1, metadata={"doc": "tau of the Phi_tau landscape"})
+    n: int = option(10, "side N of the grid")
+    slip: float = option(0.1, "probability of a uniformly random move")
+    gamma: float = option(0.95, "discount")
+    sigma: float = option(1.0, "width of the goal bump")
+    targets: tuple = option(((1, 8),), "target cells [row, col], u = -1")
+    hazards: tuple = option(((3, 5), (4, 5), (5, 5)), "hazard cells, u = +1")
+    kappa: float = option(0.01, "weight of kappa/2 |x - xbar|^2")
+    xbar: tuple = option((4.5, 4.5), "center of the quadratic term")
+    x0: tuple = option((3.0, 6.0), "starting goal position")
+    steps: int = option(1_000_000, "actor-critic steps per run")
+    seeds: int = option(10, "seeds per sampled method")
+    log_every: int = option(20_000, "steps between logging points")
+    tau0: float = option(0.5, "tau_k = tau0 (k+1)^-tau_decay")
+    tau_decay: float = option(0.2, "decay exponent of tau")
+    tau_fixed: tuple = option((0.5, 0.1), "fixed-tau variants")
+    lam0: float = option(10.0, "lam_k = lam0 (k+1)^lam_growth")
+    lam_growth: float = option(0.2, "growth exponent of lam")
+    alpha0: float = option(1.0, "actors: alpha0 (k+1)^-alpha_decay")
+    alpha_decay: float = option(0.5, "")
+    beta0: float = option(1.0, "critics: beta0 (k+1)^-beta_decay")
+    beta_decay: float = option(0.4, "")
+    zeta0: float = option(0.005, "upper: zeta0 (k+1)^-zeta_decay")
+    zeta_decay: float = option(0.6, "")
+    actor: str = option("pg", "pg or npg")
+    fd_step: float = option(0.25, "finite differences: step h")
+    fd_inner: int = option(2000, "finite differences: learner steps per estimate")
+    fd_zeta: float = option(0.5, "finite differences: constant upper step")
+    oracle_steps: int = option(200, "outer steps of the nested oracle")
+    oracle_zeta: float = option(2.0, "its constant step size")
+    landscape_step: float = option(0.25, "spacing of the x grid of the landscapes")
+    landscape_tau: float = option(0.1, "tau of the Phi_tau landscape")
 
     def check(self):
         def need(cond, key, what):
@@ -159,9 +158,6 @@ def methods(cfg):
     return out
 
 
-def _slug(name):
-    """A folder name: 'fixed tau = 0.5' -> 'fixed-tau-0.5'."""
-    return re.sub(r"[^0-9A-Za-z.]+", "-", name).strip("-")
 
 
 def _one(cfg, name, method, kw, seed, out):
@@ -171,7 +167,7 @@ def _one(cfg, name, method, kw, seed, out):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ScheduleWarning)  # fixed-tau variants on purpose
         config = ActorCriticConfig(**kw)
-    path = Path(out) / "runs" / _slug(name) / f"seed{seed}"
+    path = Path(out) / "runs" / slug(name) / f"seed{seed}"
     want = dict(config.as_dict(), method=method)
     if path.with_suffix(".npz").exists():
         try:
@@ -198,7 +194,7 @@ def load_runs(out, names=None):
     out = Path(out)
     if names is None:
         names = json.loads((out / "summary.json").read_text())["methods"]
-    return {name: [Trace.load(p) for p in sorted((out / "runs" / _slug(name)).glob("seed*.npz"))] for name in names}
+    return {name: [Trace.load(p) for p in sorted((out / "runs" / slug(name)).glob("seed*.npz"))] for name in names}
 
 
 def summarize(runs):
@@ -221,17 +217,10 @@ def table(rows):
     return "\n".join(lines)
 
 
-def _write_atomic(path, text):
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def run_experiment(cfg, out, workers=1, progress=True):
     """Run everything, write the results folder ``out``, return the summary rows."""
-    from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -241,13 +230,11 @@ def run_experiment(cfg, out, workers=1, progress=True):
     np.savez(tmp, grid=grid, phi0=phi0, phi_tau=phit, tau=cfg.landscape_tau)
     os.replace(tmp, out / "landscape.npz")
     todo = tasks(cfg, out)
-    jobs = Parallel(n_jobs=workers, return_as="generator_unordered")(delayed(_one)(*t) for t in todo)
-    for _ in tqdm(jobs, total=len(todo), desc=NAME, disable=not progress, unit="run"):
-        pass
+    run_tasks(_one, todo, workers, progress, NAME)
     names = list(methods(cfg))
     rows = summarize(load_runs(out, names))
-    _write_atomic(out / "config.toml", dumps(cfg))
-    _write_atomic(out / "summary.json", json.dumps(dict(experiment=NAME, methods=names, rows=rows,
+    write_atomic(out / "config.toml", dumps(cfg))
+    write_atomic(out / "summary.json", json.dumps(dict(experiment=NAME, methods=names, rows=rows,
                                                         seconds=time.perf_counter() - t0), indent=2))
     figures(out)
     return rows

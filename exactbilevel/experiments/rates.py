@@ -21,7 +21,6 @@ Outputs: ``runs/<method>/seed<k>.npz``, ``lam.npz``, ``tau.npz``, ``summary.json
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import time
@@ -41,45 +40,42 @@ from ..rates import fit_rate, rate_table
 from ..rewards import LinearReward
 from ..runner import run
 from ..trace import Trace
-from .config import ConfigError, dumps
+from .config import ConfigError, dumps, option
+from .runs import run_tasks, slug, write_atomic
 
 NAME = "rates"
 QUANTITIES = ("residual_phi", "residual_theta", "critic_error_phi", "grad_phi_norm2", "grad_ell_norm2")
 THEORY = {"decaying tau": -0.1, "fixed tau": -1.0 / 3.0}
 
 
-def _f(default, doc):
-    return dataclasses.field(default=default, metadata={"doc": doc})
-
-
 @dataclass(frozen=True)
 class Rates:
     """Configuration of the rates experiment (defaults: the committed figures)."""
 
-    S: int = _f(20, "states of the random MDP")
-    A: int = _f(4, "actions")
-    gamma: float = _f(0.9, "discount")
-    d: int = _f(3, "dimension of x (linear reward features)")
-    mdp_seed: int = _f(0, "seed of the MDP, the features and the cost")
-    kappa: float = _f(0.1, "weight of kappa/2 |x|^2")
-    steps: int = _f(300_000, "actor-critic steps per run")
-    seeds: int = _f(6, "seeds per method")
-    log_every: int = _f(10_000, "steps between logging points")
-    tau0: float = _f(0.5, "decaying: tau_k = tau0 (k+1)^-tau_decay; fixed: tau0")
-    tau_decay: float = _f(0.2, "")
-    lam0: float = _f(10.0, "lam_k = lam0 (k+1)^lam_growth")
-    lam_growth: float = _f(0.2, "")
-    alpha0: float = _f(0.5, "actors")
-    alpha_decay: float = _f(0.5, "")
-    beta0: float = _f(0.5, "critics")
-    beta_decay: float = _f(0.4, "")
-    zeta0: float = _f(0.01, "upper")
-    zeta_decay: float = _f(0.8, "")
-    bias_tau: float = _f(0.2, "tau of the penalty-bias sweep")
-    lam_min: float = _f(1.0, "penalty-bias sweep: lam from lam_min ...")
-    lam_max: float = _f(100.0, "... to lam_max (log-spaced, 9 values)")
-    tau_min: float = _f(1e-3, "entropy-bias sweep: tau from tau_min ...")
-    tau_max: float = _f(10.0, "... to tau_max (log-spaced, 25 values)")
+    S: int = option(20, "states of the random MDP")
+    A: int = option(4, "actions")
+    gamma: float = option(0.9, "discount")
+    d: int = option(3, "dimension of x (linear reward features)")
+    mdp_seed: int = option(0, "seed of the MDP, the features and the cost")
+    kappa: float = option(0.1, "weight of kappa/2 |x|^2")
+    steps: int = option(300_000, "actor-critic steps per run")
+    seeds: int = option(6, "seeds per method")
+    log_every: int = option(10_000, "steps between logging points")
+    tau0: float = option(0.5, "decaying: tau_k = tau0 (k+1)^-tau_decay; fixed: tau0")
+    tau_decay: float = option(0.2, "")
+    lam0: float = option(10.0, "lam_k = lam0 (k+1)^lam_growth")
+    lam_growth: float = option(0.2, "")
+    alpha0: float = option(0.5, "actors")
+    alpha_decay: float = option(0.5, "")
+    beta0: float = option(0.5, "critics")
+    beta_decay: float = option(0.4, "")
+    zeta0: float = option(0.01, "upper")
+    zeta_decay: float = option(0.8, "")
+    bias_tau: float = option(0.2, "tau of the penalty-bias sweep")
+    lam_min: float = option(1.0, "penalty-bias sweep: lam from lam_min ...")
+    lam_max: float = option(100.0, "... to lam_max (log-spaced, 9 values)")
+    tau_min: float = option(1e-3, "entropy-bias sweep: tau from tau_min ...")
+    tau_max: float = option(10.0, "... to tau_max (log-spaced, 25 values)")
 
     def check(self):
         def need(cond, key, what):
@@ -114,12 +110,10 @@ def methods(cfg):
             "fixed tau": dict(common, tau=cfg.tau0)}
 
 
-def _slug(name):
-    return name.replace(" ", "-")
 
 
 def _one(cfg, name, kw, seed, out):
-    path = Path(out) / "runs" / _slug(name) / f"seed{seed}"
+    path = Path(out) / "runs" / slug(name) / f"seed{seed}"
     path.parent.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ScheduleWarning)
@@ -130,7 +124,7 @@ def _one(cfg, name, kw, seed, out):
 
 def load_runs(out):
     out = Path(out)
-    return {name: [Trace.load(p) for p in sorted((out / "runs" / _slug(name)).glob("seed*.npz"))]
+    return {name: [Trace.load(p) for p in sorted((out / "runs" / slug(name)).glob("seed*.npz"))]
             for name in THEORY}
 
 
@@ -179,16 +173,9 @@ def entropy_sweep(cfg, prob, x):
     return taus, np.array(bias), bound, np.array(implicit), action_gap(mdp, reward, x)
 
 
-def _write_atomic(path, text):
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def run_experiment(cfg, out, workers=1, progress=True):
-    from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
@@ -200,15 +187,13 @@ def run_experiment(cfg, out, workers=1, progress=True):
     np.savez(out / "tau.tmp.npz", tau=taus, entropy_bias=ebias, bound=bound, implicit=implicit, gap=gap)
     os.replace(out / "tau.tmp.npz", out / "tau.npz")
     todo = [(cfg, name, kw, seed, out) for name, kw in methods(cfg).items() for seed in range(cfg.seeds)]
-    jobs = Parallel(n_jobs=workers, return_as="generator_unordered")(delayed(_one)(*t) for t in todo)
-    for _ in tqdm(jobs, total=len(todo), desc=NAME, disable=not progress, unit="run"):
-        pass
+    run_tasks(_one, todo, workers, progress, NAME)
     fitted = fits(load_runs(out))
     lam_fits = {"penalty bias": fit_rate(lams, bias, theory=-1.0, window=(0.0, 1.0)),
                 "penalty p_tau": fit_rate(lams, pen, theory=-2.0, window=(0.0, 1.0))}
     rows = [dict(quantity=q, slope=f.slope, ci=list(f.ci), theory=f.theory) for q, f in {**fitted, **lam_fits}.items()]
-    _write_atomic(out / "config.toml", dumps(cfg))
-    _write_atomic(out / "summary.json", json.dumps(dict(experiment=NAME, methods=list(THEORY), rows=rows,
+    write_atomic(out / "config.toml", dumps(cfg))
+    write_atomic(out / "summary.json", json.dumps(dict(experiment=NAME, methods=list(THEORY), rows=rows,
                                                         seconds=time.perf_counter() - t0), indent=2))
     figures(out)
     return {**fitted, **lam_fits}
