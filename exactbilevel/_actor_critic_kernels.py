@@ -57,6 +57,16 @@ def row_lse(logits, s):
 
 
 @njit(cache=True)
+def all_row_lse(logits):
+    """``row_lse`` of every row: the values the loop keeps, so that a run split into
+    blocks (logging points) draws exactly as one unsplit run would."""
+    out = np.empty(logits.shape[0])
+    for s in range(logits.shape[0]):
+        out[s] = row_lse(logits, s)
+    return out
+
+
+@njit(cache=True)
 def sample_action(logits, lse, s, rng):
     u = rng.random()
     c = 0.0

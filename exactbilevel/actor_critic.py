@@ -240,8 +240,7 @@ def sampled_steps(problem, config, state, ks, rng, model, sampler, chains, count
     """Run the compiled loop for the steps ``ks`` (consecutive), in place on ``state``;
     ``partial``: the upper step uses grad_x f only (partial SGD)."""
     v = config.schedule_values(ks)
-    lse_phi = np.array([np.log(np.sum(np.exp(r - r.max()))) + r.max() for r in state.phi])
-    lse_theta = np.array([np.log(np.sum(np.exp(r - r.max()))) + r.max() for r in state.theta])
+    lse_phi, lse_theta = K.all_row_lse(state.phi), K.all_row_lse(state.theta)
     K.run_steps(v["tau"], v["lam"], v["alpha"], v["beta"], v["zeta"],
                 state.x, problem.lo, problem.hi, state.theta, state.phi, state.Qphi, state.Qtheta, state.Qc,
                 lse_phi, lse_theta, model["kind"], model["Psi"], model["coords"], model["sigma"], model["cost"],
@@ -255,7 +254,7 @@ def sampled_steps(problem, config, state, ks, rng, model, sampler, chains, count
 def learner_steps(problem, state, x, tau, alpha, beta, m, rng, model, sampler, loop):
     """m steps of the theta learner alone at the fixed point x (lam = infinity: it ascends
     J_tau; its critics Qtheta and Qc follow pi_theta), in place on ``state``."""
-    lse_theta = np.array([np.logaddexp.reduce(r) for r in state.theta])
+    lse_theta = K.all_row_lse(state.theta)
     full = np.full(m, 1.0)
     K.run_steps(tau * full, 1e300 * full, alpha * full, beta * full, 0.0 * full,
                 np.array(x, dtype=np.float64), problem.lo, problem.hi, state.theta, state.phi, state.Qphi,

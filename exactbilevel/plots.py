@@ -312,6 +312,17 @@ def landscapes(xs, ys, panels, paths=None, *, label=None, xlabel=r"$x_1$", ylabe
 
 # ----------------------------------------------------------------------------- curves over seeds
 
+def _check_curve_args(groups, band, x, y, legend):
+    """The checks :func:`curves` and :func:`rates` share; returns the checked groups."""
+    groups = _check_groups(groups)
+    if band not in _BAND_TEXT:
+        raise ValueError(f"band must be 'quantile' (median, 10-90%) or 'std' (mean +- std), got {band!r}")
+    if not isinstance(x, str) or not isinstance(y, str):
+        raise TypeError("x and y must be column names (str)")
+    _check_legend(legend)
+    return groups
+
+
 def _check_groups(groups):
     if not isinstance(groups, Mapping) or not groups:
         raise ValueError("groups must be a non-empty dict method name -> list of Trace (one per seed)")
@@ -444,12 +455,7 @@ def curves(groups, x="samples", y="phi0", logx=False, logy=False, band="quantile
     ``legend``: "best" (inside, where it covers least data), "outside" (below the
     axes), "auto" (inside up to 3 methods) or None.
     """
-    groups = _check_groups(groups)
-    if band not in _BAND_TEXT:
-        raise ValueError(f"band must be 'quantile' (median, 10-90%) or 'std' (mean +- std), got {band!r}")
-    if not isinstance(x, str) or not isinstance(y, str):
-        raise TypeError("x and y must be column names (str)")
-    _check_legend(legend)
+    groups = _check_curve_args(groups, band, x, y, legend)
     with paper_style():
         w = _width(width)
         fig = Figure(figsize=(w, height or 0.72 * w),
@@ -507,12 +513,7 @@ def rates(groups, y, window=(0.5, 1.0), theory=None, *, x="k", level=0.95, n_boo
     its fit (so that neither hides the other), or a dict name -> exponent,
     drawn the same way in each method's color beside its own fit.  The fits are also stored as ``fig.rate_fits`` (name -> RateFit).
     """
-    groups = _check_groups(groups)
-    if band not in _BAND_TEXT:
-        raise ValueError(f"band must be 'quantile' (median, 10-90%) or 'std' (mean +- std), got {band!r}")
-    if not isinstance(x, str) or not isinstance(y, str):
-        raise TypeError("x and y must be column names (str)")
-    _check_legend(legend)
+    groups = _check_curve_args(groups, band, x, y, legend)
     if theory is not None and not isinstance(theory, Mapping):
         theory = float(theory)
     elif isinstance(theory, Mapping):

@@ -18,7 +18,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["load", "dumps", "option", "ConfigError", "tomllib"]
+__all__ = ["load", "dumps", "option", "need", "ConfigError", "tomllib"]
 
 
 def option(default, doc=""):
@@ -28,6 +28,12 @@ def option(default, doc=""):
 
 class ConfigError(ValueError):
     """A configuration key is unknown, has the wrong type, or is out of range."""
+
+
+def need(config, condition, key, what):
+    """ConfigError naming ``key`` and what it must be, unless ``condition`` holds."""
+    if not condition:
+        raise ConfigError(f"key {key!r} must be {what}, got {getattr(config, key)!r}")
 
 
 def _convert(key, value, default):

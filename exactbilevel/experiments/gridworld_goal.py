@@ -43,7 +43,7 @@ from ..rewards import GaussianGoalReward
 from ..runner import run
 from ..solvers import solve
 from ..trace import Trace
-from .config import ConfigError, dumps, option
+from .config import dumps, need, option
 from .runs import run_tasks, slug, write_atomic
 
 NAME = "gridworld-goal"
@@ -86,27 +86,24 @@ class GridworldGoal:
     landscape_tau: float = option(0.1, "tau of the Phi_tau landscape")
 
     def check(self):
-        def need(cond, key, what):
-            if not cond:
-                raise ConfigError(f"key {key!r} must be {what}, got {getattr(self, key)!r}")
-        need(self.n >= 2, "n", ">= 2")
-        need(0 <= self.slip <= 1, "slip", "in [0, 1]")
-        need(0 <= self.gamma < 1, "gamma", "in [0, 1)")
+        need(self, self.n >= 2, "n", ">= 2")
+        need(self, 0 <= self.slip <= 1, "slip", "in [0, 1]")
+        need(self, 0 <= self.gamma < 1, "gamma", "in [0, 1)")
         for key in ("sigma", "tau0", "lam0", "alpha0", "beta0", "zeta0", "landscape_step", "landscape_tau",
                     "oracle_zeta", "fd_step", "fd_zeta"):
-            need(getattr(self, key) > 0, key, "> 0")
+            need(self, getattr(self, key) > 0, key, "> 0")
         for key in ("kappa", "tau_decay", "lam_growth", "alpha_decay", "beta_decay", "zeta_decay"):
-            need(getattr(self, key) >= 0, key, ">= 0")
+            need(self, getattr(self, key) >= 0, key, ">= 0")
         for key in ("steps", "seeds", "log_every", "oracle_steps", "fd_inner"):
-            need(getattr(self, key) >= 1, key, "an integer >= 1")
+            need(self, getattr(self, key) >= 1, key, "an integer >= 1")
         for key in ("targets", "hazards"):
-            need(all(len(c) == 2 and all(isinstance(v, int) and 0 <= v < self.n for v in c) for c in getattr(self, key)),
+            need(self, all(len(c) == 2 and all(isinstance(v, int) and 0 <= v < self.n for v in c) for c in getattr(self, key)),
                  key, f"a list of [row, col] cells with entries in [0, {self.n - 1}]")
         for key in ("xbar", "x0"):
-            need(len(getattr(self, key)) == 2 and all(0 <= v <= self.n - 1 for v in getattr(self, key)), key,
+            need(self, len(getattr(self, key)) == 2 and all(0 <= v <= self.n - 1 for v in getattr(self, key)), key,
                  f"a point [x1, x2] in [0, {self.n - 1}]^2")
-        need(all(t > 0 for t in self.tau_fixed), "tau_fixed", "a list of numbers > 0")
-        need(self.actor in ("pg", "npg"), "actor", '"pg" or "npg"')
+        need(self, all(t > 0 for t in self.tau_fixed), "tau_fixed", "a list of numbers > 0")
+        need(self, self.actor in ("pg", "npg"), "actor", '"pg" or "npg"')
 
 
 def problem(cfg):

@@ -40,7 +40,7 @@ from ..rates import fit_rate, rate_table
 from ..rewards import LinearReward
 from ..runner import run
 from ..trace import Trace
-from .config import ConfigError, dumps, option
+from .config import dumps, need, option
 from .runs import run_tasks, slug, write_atomic
 
 NAME = "rates"
@@ -78,19 +78,16 @@ class Rates:
     tau_max: float = option(10.0, "... to tau_max (log-spaced, 25 values)")
 
     def check(self):
-        def need(cond, key, what):
-            if not cond:
-                raise ConfigError(f"key {key!r} must be {what}, got {getattr(self, key)!r}")
         for key in ("S", "A", "d", "steps", "seeds", "log_every"):
-            need(getattr(self, key) >= 1, key, "an integer >= 1")
-        need(0 <= self.gamma < 1, "gamma", "in [0, 1)")
+            need(self, getattr(self, key) >= 1, key, "an integer >= 1")
+        need(self, 0 <= self.gamma < 1, "gamma", "in [0, 1)")
         for key in ("tau0", "lam0", "alpha0", "beta0", "zeta0", "bias_tau", "lam_min", "tau_min"):
-            need(getattr(self, key) > 0, key, "> 0")
+            need(self, getattr(self, key) > 0, key, "> 0")
         for key in ("kappa", "tau_decay", "lam_growth", "alpha_decay", "beta_decay", "zeta_decay", "mdp_seed"):
-            need(getattr(self, key) >= 0, key, ">= 0")
-        need(self.lam_max > self.lam_min, "lam_max", "> lam_min")
-        need(self.tau_max > self.tau_min, "tau_max", "> tau_min")
-        need(self.steps >= 6 * self.log_every, "steps", "at least 6 logging points (steps >= 6 log_every): the fits use the second half")
+            need(self, getattr(self, key) >= 0, key, ">= 0")
+        need(self, self.lam_max > self.lam_min, "lam_max", "> lam_min")
+        need(self, self.tau_max > self.tau_min, "tau_max", "> tau_min")
+        need(self, self.steps >= 6 * self.log_every, "steps", "at least 6 logging points (steps >= 6 log_every): the fits use the second half")
 
 
 def problem(cfg):
