@@ -21,7 +21,7 @@ from .actor_critic import ActorCriticConfig, ScheduleWarning
 from .trace import Trace
 from .rates import RateFit, fit_rate, rate_table
 from .runner import run
-from . import envs, schedules
+from . import envs, preferences, schedules
 
 __version__ = "0.1.0"
 
@@ -57,6 +57,7 @@ __all__ = [
     "penalized_policy",
     "PenalizedPolicy",
     "envs",
+    "preferences",
     "schedules",
     "BilevelProblem",
     "ActorCriticConfig",

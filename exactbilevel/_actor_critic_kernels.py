@@ -146,7 +146,7 @@ def soft_advantage_row(Q, logits, lse, tau, s, out):
 @njit(cache=True, nogil=True)
 def run_steps(taus, lams, alphas, betas, zetas,
               x, lo, hi, theta, phi, Qphi, Qtheta, Qc, lse_phi, lse_theta,
-              kind, Psi, coords, sigma, cost, has_cost, kappa, center,
+              kind, Psi, coords, sigma, cost, kappa, center, gx0,
               indptr, indices, cdf, rho_cdf, gamma, mode, chains, batch, natural, partial, theta_only, rng, counter):
     """len(taus) steps of the spec section 4 algorithm, in place.
 
@@ -154,8 +154,9 @@ def run_steps(taus, lams, alphas, betas, zetas,
     under pi_theta; TD errors of the three critics at the current critics, then
     the critic updates (averaged over B); actor directions from the updated
     critics, then the actor updates; then the upper step with the reward
-    gradients at the step's starting x, projected on the box [lo, hi].  With ``partial``
-    the upper step uses grad_x f only (the partial-SGD baseline)."""
+    gradients at the step's starting x, projected on the box [lo, hi].  The cost critic
+    learns the cost ``cost`` (S, A); grad_x f is ``gx0 + kappa (x - center)``.  With
+    ``partial`` the upper step uses grad_x f only (the partial-SGD baseline)."""
     S, A = theta.shape
     d = x.shape[0]
     B = batch
@@ -187,14 +188,12 @@ def run_steps(taus, lams, alphas, betas, zetas,
             s, a, u, v = sp[1, b], ap[1, b], s2[1, b], a2[1, b]
             r = reward_and_grad(kind, Psi, coords, sigma, s, a, x, grads[1, b])
             td[1, b] = r + gamma * (Qtheta[u, v] - tau * (theta[u, v] - lse_theta[u])) - Qtheta[s, a]
-            if has_cost:
-                td[2, b] = cost[s, a] + gamma * Qc[u, v] - Qc[s, a]
+            td[2, b] = cost[s, a] + gamma * Qc[u, v] - Qc[s, a]
         for b in range(B):
             if not theta_only:
                 Qphi[sp[0, b], ap[0, b]] += be / B * td[0, b]
             Qtheta[sp[1, b], ap[1, b]] += be / B * td[1, b]
-            if has_cost:
-                Qc[sp[1, b], ap[1, b]] += be / B * td[2, b]
+            Qc[sp[1, b], ap[1, b]] += be / B * td[2, b]
         # actors, from the updated critics
         for b in range(B):
             if not theta_only:
@@ -208,10 +207,7 @@ def run_steps(taus, lams, alphas, betas, zetas,
                         inc[0, b, c] = al * c1 / B * (e - math.exp(phi[s, c] - lse_phi[s])) * adv[a]
             s, a = sp[1, b], ap[1, b]
             soft_advantage_row(Qtheta, theta, lse_theta, tau, s, adv)
-            if has_cost:
-                soft_advantage_row(Qc, theta, lse_theta, 0.0, s, adv_c)
-            else:
-                adv_c[:] = 0.0
+            soft_advantage_row(Qc, theta, lse_theta, 0.0, s, adv_c)
             for c in range(A):
                 if natural:
                     inc[1, b, c] = al / B * (adv[c] * c1 - adv_c[c] / lam)
@@ -234,7 +230,7 @@ def run_steps(taus, lams, alphas, betas, zetas,
             g = 0.0
             for b in range(B):
                 g += grads[0, b, i] - grads[1, b, i]
-            gx[i] = kappa * (x[i] - center[i]) + (0.0 if partial else lam * c1 * g / B)
+            gx[i] = gx0[i] + kappa * (x[i] - center[i]) + (0.0 if partial else lam * c1 * g / B)
         for i in range(d):
             xi = x[i] - ze * gx[i]
             x[i] = min(max(xi, lo[i]), hi[i])

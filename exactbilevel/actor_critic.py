@@ -28,9 +28,18 @@ Choices of this package (spec section 4 leaves them open):
   is d^pi; i.i.d. sampling draws s ~ d^pi by geometric restarts;
 * ``exact=True``: every update replaced by its expectation over the samples
   (:func:`expected_step`), in the same order;
-* the objective must be occupancy-linear, ``f = <nu, c> + kappa/2 |x - center|^2``
-  (:class:`~exactbilevel.OccupancyObjective`), and the reward linear or the
-  Gaussian bump, so that the loop is compiled.
+* the reward must be linear, tabular or the Gaussian bump, so that the loop is
+  compiled;
+* the objective: for an occupancy-linear one, ``f = <nu, c> + kappa/2 |x - center|^2``
+  (:class:`~exactbilevel.OccupancyObjective`), the cost critic learns ``Q_c`` and
+  the upper step uses ``grad_x f = kappa (x - center)`` at every step.  Any other
+  objective is linearized every ``linearize_every`` steps at the current
+  (x, pi_theta): ``c = occupancy_cost(x, pi_theta)`` (:func:`~exactbilevel.objectives.occupancy_cost`:
+  the objective's own, or derived from ``grad_pi``) and ``g = grad_x f(x, pi_theta)`` (pi_phi
+  for partial SGD), both held until the next linearization point; the cost
+  critic learns ``Q_c`` of that c, whose policy gradient equals grad_theta f at
+  the linearization point (the objective itself is evaluated exactly, as in spec
+  section 6.2).  ``exact=True`` linearizes at every step.
 
 Schedules are pure callables of k (:mod:`exactbilevel.schedules`); a number is a constant.
 """
@@ -46,8 +55,8 @@ from . import _actor_critic_kernels as K
 from . import schedules as sch
 from ._validation import check_int
 from .evaluation import policy_system
-from .gradients import _next_expectation, log_softmax
-from .objectives import OccupancyObjective
+from .gradients import _next_expectation, log_softmax, softmax_policy
+from .objectives import OccupancyObjective, occupancy_cost
 from .problem import BilevelProblem
 from .rewards import GaussianGoalReward, LinearReward, TabularReward
 
@@ -71,7 +80,14 @@ class ActorCriticConfig:
     (default steps // 100, at least 1) sets the logging points; ``sampling``
     "iid" or "markov"; ``batch`` >= 1; ``actor`` "pg" or "npg"; ``exact``
     replaces sampled updates by their expectations; ``diagnostics`` False logs
-    only k, samples, x, tau, lam and time.  ``fd_step`` (> 0) and ``fd_inner``
+    only k, samples, x, tau, lam and time.  ``linearize_every`` (>= 1): steps
+    between the linearizations of an objective that is not occupancy-linear
+    (module docstring; a choice).  ``critic_init``: the starting value of the soft
+    critics Qphi and Qtheta (a choice; 0 by default).  The true soft values contain
+    the entropy bonus, up to ``tau log A / (1 - gamma)``; where rho leaves states rarely
+    visited (a tree from its root), critics starting at 0 undervalue them and the
+    actors learn to avoid them, and ``gamma tau_0 log A / (1 - gamma)`` (the soft
+    value of the uniform policy under a zero reward) avoids that.  ``fd_step`` (> 0) and ``fd_inner``
     (>= 1) are the difference step h and the learner steps per estimate of the
     finite-difference baseline (``method="finite_differences"``).
 
@@ -97,6 +113,8 @@ class ActorCriticConfig:
     diagnostics: bool = True
     fd_step: float = 0.1
     fd_inner: int = 1000
+    linearize_every: int = 100
+    critic_init: float = 0.0
 
     def __post_init__(self):
         steps = check_int("steps", self.steps, minimum=1)
@@ -111,8 +129,12 @@ class ActorCriticConfig:
         log_every = max(1, steps // 100) if self.log_every is None else check_int("log_every", self.log_every, minimum=1)
         object.__setattr__(self, "log_every", log_every)
         object.__setattr__(self, "fd_inner", check_int("fd_inner", self.fd_inner, minimum=1))
+        object.__setattr__(self, "linearize_every", check_int("linearize_every", self.linearize_every, minimum=1))
         if not (isinstance(self.fd_step, (int, float)) and self.fd_step > 0):
             raise ValueError(f"fd_step must be a number > 0, got {self.fd_step!r}")
+        if isinstance(self.critic_init, bool) or not isinstance(self.critic_init, (int, float)) \
+                or not np.isfinite(self.critic_init):
+            raise ValueError(f"critic_init must be a finite number, got {self.critic_init!r}")
         if not isinstance(self.exact, bool) or not isinstance(self.diagnostics, bool):
             raise TypeError("exact and diagnostics must be True or False")
         self._check_schedules()
@@ -189,10 +211,13 @@ class ActorCriticState:
     samples: int = 0
 
     @classmethod
-    def initial(cls, problem):
+    def initial(cls, problem, critic_init=0.0):
+        """x = x0, uniform policies (theta = phi = 0), soft critics Qtheta = Qphi =
+        ``critic_init``, cost critic Qc = 0."""
         S, A = problem.mdp.S, problem.mdp.A
         z = lambda: np.zeros((S, A))  # noqa: E731
-        return cls(np.array(problem.x0, dtype=np.float64), z(), z(), z(), z(), z())
+        q = lambda: np.full((S, A), float(critic_init))  # noqa: E731
+        return cls(np.array(problem.x0, dtype=np.float64), z(), z(), q(), q(), z())
 
     def copy(self):
         return ActorCriticState(*(np.array(getattr(self, f)) for f in ("x", "theta", "phi", "Qtheta", "Qphi", "Qc")),
@@ -200,7 +225,11 @@ class ActorCriticState:
 
 
 def compiled_model(problem):
-    """The reward and objective as the compiled loop reads them, or a ValueError saying why not."""
+    """The reward and objective as the compiled loop reads them, or an error saying why not.
+
+    ``linearized`` is False for an :class:`~exactbilevel.OccupancyObjective` (cost and
+    quadratic term read once) and True otherwise: then ``cost`` and ``gx0`` hold the
+    linearization that :func:`linearize` refreshes."""
     mdp, reward, obj = problem.mdp, problem.reward, problem.objective
     d = problem.d
     Psi, coords, sigma = np.zeros((1, 1, d)), np.zeros((1, d)), 1.0
@@ -215,16 +244,30 @@ def compiled_model(problem):
             f"the compiled actor-critic needs a LinearReward, TabularReward or GaussianGoalReward, "
             f"got {type(reward).__name__}; use exact=True or a baseline for other rewards"
         )
-    if not isinstance(obj, OccupancyObjective):
-        raise ValueError(
-            f"the actor-critic needs an occupancy-linear objective (eb.OccupancyObjective: a cost critic "
-            f"estimates it), got {type(obj).__name__}"
-        )
+    model = dict(kind=kind, Psi=np.ascontiguousarray(Psi), coords=np.ascontiguousarray(coords), sigma=sigma,
+                 gx0=np.zeros(d), linearized=not isinstance(obj, OccupancyObjective))
+    if model["linearized"]:
+        model.update(kappa=0.0, center=np.zeros(d))
+        uniform = np.full((mdp.S, mdp.A), 1.0 / mdp.A)
+        model["cost"] = np.ascontiguousarray(occupancy_cost(obj, problem.x0, uniform, mdp))
+        return model
     center = np.zeros(d) if obj.center is None else np.asarray(obj.center)
     if center.shape != (d,):
         raise ValueError(f"objective.center has length {center.size}, but x has length d = {d}")
-    return dict(kind=kind, Psi=np.ascontiguousarray(Psi), coords=np.ascontiguousarray(coords), sigma=sigma,
-                cost=np.ascontiguousarray(obj.cost), kappa=float(obj.kappa), center=np.ascontiguousarray(center))
+    model.update(cost=np.ascontiguousarray(obj.cost), kappa=float(obj.kappa), center=np.ascontiguousarray(center))
+    return model
+
+
+def linearize(problem, model, state, partial=False):
+    """Refresh a linearized model at the state's (x, pi_theta): ``cost = occupancy_cost(x,
+    pi_theta)``, ``gx0 = grad_x f(x, pi)`` with pi = pi_phi for partial SGD, else pi_theta."""
+    if not model["linearized"]:
+        return
+    obj, x = problem.objective, state.x
+    pi_theta = softmax_policy(state.theta)
+    model["cost"] = np.ascontiguousarray(occupancy_cost(obj, x, pi_theta, problem.mdp))
+    pi = softmax_policy(state.phi) if partial else pi_theta
+    model["gx0"] = np.array(obj.grad_x(x, pi), dtype=np.float64)
 
 
 def transition_sampler(mdp):
@@ -244,7 +287,7 @@ def sampled_steps(problem, config, state, ks, rng, model, sampler, chains, count
     K.run_steps(v["tau"], v["lam"], v["alpha"], v["beta"], v["zeta"],
                 state.x, problem.lo, problem.hi, state.theta, state.phi, state.Qphi, state.Qtheta, state.Qc,
                 lse_phi, lse_theta, model["kind"], model["Psi"], model["coords"], model["sigma"], model["cost"],
-                True, model["kappa"], model["center"], *sampler, problem.mdp.gamma,
+                model["kappa"], model["center"], model["gx0"], *sampler, problem.mdp.gamma,
                 K.IID if config.sampling == "iid" else K.MARKOV, chains, config.batch, config.actor == "npg",
                 partial, False, rng, counter)
     state.k = int(ks[-1]) + 1
@@ -253,14 +296,17 @@ def sampled_steps(problem, config, state, ks, rng, model, sampler, chains, count
 
 def learner_steps(problem, state, x, tau, alpha, beta, m, rng, model, sampler, loop):
     """m steps of the theta learner alone at the fixed point x (lam = infinity: it ascends
-    J_tau; its critics Qtheta and Qc follow pi_theta), in place on ``state``."""
+    J_tau; its critics Qtheta and Qc follow pi_theta), i.i.d. sampling, in place on ``state``.
+    ``tau``, ``alpha``, ``beta``: numbers or arrays of length m."""
     lse_theta = K.all_row_lse(state.theta)
-    full = np.full(m, 1.0)
-    K.run_steps(tau * full, 1e300 * full, alpha * full, beta * full, 0.0 * full,
+    tau, alpha, beta = (np.ascontiguousarray(np.broadcast_to(np.asarray(v, dtype=np.float64), (m,)))
+                        for v in (tau, alpha, beta))
+    full = np.ones(m)
+    K.run_steps(tau, 1e300 * full, alpha, beta, 0.0 * full,
                 np.array(x, dtype=np.float64), problem.lo, problem.hi, state.theta, state.phi, state.Qphi,
                 state.Qtheta, state.Qc, lse_theta.copy(), lse_theta, model["kind"], model["Psi"], model["coords"],
-                model["sigma"], model["cost"], True, model["kappa"], model["center"], *sampler, problem.mdp.gamma,
-                K.IID, loop["chains"], 1, False, True, True, rng, loop["counter"])
+                model["sigma"], model["cost"], model["kappa"], model["center"], model["gx0"], *sampler,
+                problem.mdp.gamma, K.IID, loop["chains"], 1, False, True, True, rng, loop["counter"])
     state.samples = int(loop["counter"][0])
 
 
@@ -273,12 +319,13 @@ def expected_step(problem, state, tau, lam, alpha, beta, zeta, natural=False):
         Q    += beta nu (r + gamma P Vsoft - Q)           (Qc: cost c, tau = 0, under pi_theta)
         phi  += alpha/(1-gamma) d pi Ahat_phi             (npg: without the factor pi)
         theta += alpha d pi (Ahat_theta/(1-gamma) - Ahat_c/lam)
-        x    = Proj(x - zeta (kappa (x - center) + lam/(1-gamma) R^T (nu_phi - nu_theta)))
+        x    = Proj(x - zeta (grad_x f(x, pi_theta) + lam/(1-gamma) R^T (nu_phi - nu_theta)))
+
+    with ``c = occupancy_cost(x, pi_theta)`` (the objective linearized at every step).
     """
     mdp, g = problem.mdp, problem.mdp.gamma
     r, R = problem.reward.value(state.x), problem.reward.jacobian(state.x)
     obj = problem.objective
-    center = 0.0 if obj.center is None else obj.center
 
     def occupancy(pi):
         return (1 - g) * policy_system(mdp, pi).solve(mdp.rho, transpose=True)
@@ -297,13 +344,13 @@ def expected_step(problem, state, tau, lam, alpha, beta, zeta, natural=False):
     nu_phi, nu_th = d_phi[:, None] * pi_phi, d_th[:, None] * pi_th
     state.Qphi += beta * nu_phi * backup(state.Qphi, lp_phi, pi_phi, r, tau)
     state.Qtheta += beta * nu_th * backup(state.Qtheta, lp_th, pi_th, r, tau)
-    state.Qc += beta * nu_th * backup(state.Qc, lp_th, pi_th, obj.cost, 0.0)
+    state.Qc += beta * nu_th * backup(state.Qc, lp_th, pi_th, occupancy_cost(obj, state.x, pi_th, mdp), 0.0)
     A_phi = advantage(state.Qphi, lp_phi, pi_phi, tau)
     A_th = advantage(state.Qtheta, lp_th, pi_th, tau) / (1 - g) - advantage(state.Qc, lp_th, pi_th, 0.0) / lam
     w_phi, w_th = (d_phi[:, None], d_th[:, None]) if natural else (nu_phi, nu_th)
     state.phi += alpha / (1 - g) * w_phi * A_phi
     state.theta += alpha * w_th * A_th
-    gx = obj.kappa * (state.x - center) + lam / (1 - g) * np.einsum("sad,sa->d", R, nu_phi - nu_th)
+    gx = obj.grad_x(state.x, pi_th) + lam / (1 - g) * np.einsum("sad,sa->d", R, nu_phi - nu_th)
     state.x = problem.project(state.x - zeta * gx)
     state.k += 1
 
@@ -314,7 +361,8 @@ def run_actor_critic(problem, config, rng, on_log, partial=False, resume=None):
     ``on_log(state, loop)`` is called at k = 0 and after every ``log_every`` steps (and at
     the end), with ``loop`` the dict of everything else the loop needs to continue
     (``chains``, ``counter``; the Generator ``rng`` is the caller's): enough, with
-    ``state``, for a checkpoint.  ``resume=(state, loop)`` continues from such a point
+    ``state``, for a checkpoint (and, for a linearized objective, the current linearization
+    ``cost`` and ``gx0``).  ``resume=(state, loop)`` continues from such a point
     instead of starting (the k = 0 call is then skipped).  ``partial``: partial SGD (the
     upper step uses grad_x f only; sampled mode)."""
     if not isinstance(problem, BilevelProblem):
@@ -324,16 +372,22 @@ def run_actor_critic(problem, config, rng, on_log, partial=False, resume=None):
         raise ValueError("partial SGD runs sampled only; use exact=False")
     sampler = transition_sampler(problem.mdp)
     if resume is None:
-        state = ActorCriticState.initial(problem)
+        state = ActorCriticState.initial(problem, config.critic_init)
         rho_cdf = sampler[3]
         loop = dict(chains=np.array([K.search_cdf(rho_cdf, 0, rho_cdf.size, rng.random()) for _ in range(2)],
                                     dtype=np.int64), counter=np.zeros(1, dtype=np.int64))
         on_log(state, loop)
     else:
         state, loop = resume
+        model.update({n: np.ascontiguousarray(loop[n]) for n in ("cost", "gx0") if n in loop})
     k = state.k
     while k < config.steps:
         nxt = min(config.steps, (k // config.log_every + 1) * config.log_every)
+        if model["linearized"] and not config.exact:
+            if k % config.linearize_every == 0:
+                linearize(problem, model, state, partial)
+                loop.update(cost=model["cost"], gx0=model["gx0"])  # checkpointed with the loop
+            nxt = min(nxt, (k // config.linearize_every + 1) * config.linearize_every)
         if config.exact:
             for j in range(k, nxt):
                 v = config.schedule_values(np.array([j]))
@@ -343,5 +397,6 @@ def run_actor_critic(problem, config, rng, on_log, partial=False, resume=None):
             sampled_steps(problem, config, state, np.arange(k, nxt), rng, model, sampler, loop["chains"],
                           loop["counter"], partial)
         k = nxt
-        on_log(state, loop)
+        if k % config.log_every == 0 or k == config.steps:
+            on_log(state, loop)
     return state

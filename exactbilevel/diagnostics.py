@@ -7,8 +7,11 @@ pi* = pi*_tau(x), J = J_tau(x, .), nu = occupancy:
 ================  ==========================================================================
 residual_phi      J*_tau(x) - J(pi_phi)
 residual_theta    G(theta) - min G,  G = f/lam - J  (= (L(theta) - ell) / lam; NaN at tau = 0)
+                  (this and the other quantities of the penalized policy, grad_ell_norm2, penalty_bias
+                  and residual_bias, are NaN where penalized_policy does not converge: L is not
+                  convex in theta for a small lam)
 critic_error_*    sum_{s,a} nu(s,a) (Qhat - Q^pi)^2 for Qphi (pi_phi, r, tau), Qtheta (pi_theta, r, tau),
-                  Qc (pi_theta, c, 0)
+                  Qc (pi_theta, c, 0) with c = occupancy_cost(x, pi_theta)
 pl_ratio          |dJ/dtheta (phi)|^2 / (J* - J(pi_phi))
 pl_bound          2 tau min_s rho(s) (min pi_phi)^2 / (S max_s d*(s)/d^{pi_phi}(s))  (Mei et al. 2020, Lemma 15)
 min_pi            min pi_phi
@@ -26,7 +29,8 @@ action_gap        smallest action gap of Q*_0(x)
 ================  ==========================================================================
 
 :class:`Diagnostics` keeps warm starts (V*_tau, V*_0, theta_lam) from one logging
-point to the next.  Requires an objective with a ``cost`` table (occupancy-linear).
+point to the next.  Any objective of the protocol; the cost critic is judged against
+the occupancy cost at pi_theta (:func:`exactbilevel.objectives.occupancy_cost`).
 """
 
 from __future__ import annotations
@@ -36,8 +40,10 @@ import math
 import numpy as np
 
 from . import gradients as G
+from ._validation import ConvergenceError
 from .bellman import sweep
 from .evaluation import policy_reward, policy_system
+from .objectives import occupancy_cost
 from .penalty import _lagrangian, penalized_policy
 
 __all__ = ["Diagnostics", "QUANTITIES"]
@@ -87,10 +93,11 @@ class Diagnostics:
         nu_phi, nu_th = d_phi[:, None] * pi_phi, d_th[:, None] * pi_th
         V_phi, Q_phi, _, _ = G._evaluate(mdp, r, pi_phi, tau, lp_phi, sys_phi)
         V_th, Q_th, _, _ = G._evaluate(mdp, r, pi_th, tau, lp_th, sys_th)
-        Vc = sys_th.solve(np.sum(pi_th * obj.cost, axis=1))
-        Qc, _ = sweep(mdp, np.ascontiguousarray(obj.cost), Vc, 0.0)
         out["critic_error_phi"] = float(np.sum(nu_phi * (state.Qphi - Q_phi) ** 2))
         out["critic_error_theta"] = float(np.sum(nu_th * (state.Qtheta - Q_th) ** 2))
+        cost = np.ascontiguousarray(occupancy_cost(obj, x, pi_th, mdp))
+        Vc = sys_th.solve(np.sum(pi_th * cost, axis=1))
+        Qc, _ = sweep(mdp, cost, Vc, 0.0)
         out["critic_error_c"] = float(np.sum(nu_th * (state.Qc - Qc) ** 2))
         out["min_pi"] = float(pi_phi.min())
 
@@ -127,7 +134,11 @@ class Diagnostics:
             out["pl_bound"] = 2 * tau * float(mdp.rho.min()) * out["min_pi"] ** 2 / (mdp.S * float(np.max(d_star / d_phi)))
             grad_phi = G.hypergradient(mdp, p.reward, obj, x, tau, solution=sol)
             out["grad_phi_norm2"] = float(grad_phi @ grad_phi)
-            pen = penalized_policy(mdp, p.reward, obj, x, lam, tau, theta0=self._theta_lam, solution=sol)
+            try:
+                pen = penalized_policy(mdp, p.reward, obj, x, lam, tau, theta0=self._theta_lam, solution=sol)
+            except ConvergenceError:  # L is not convex in theta: no certified minimizer here
+                self._theta_lam = None
+                return out
             self._theta_lam = np.array(pen.theta)
             out["grad_ell_norm2"] = float(pen.grad_ell @ pen.grad_ell)
             L = _lagrangian(mdp, r, R, obj, x, state.theta, lam, tau, sol)[0]

@@ -9,8 +9,9 @@ Then::
     d^pi = (1 - gamma) (I - gamma P_pi^T)^(-1) rho          (sums to 1)
     nu^pi(s, a) = d^pi(s) * pi(a|s)
 
-Both systems are solved by :class:`PolicySystem`: a dense LU factorization when
-S <= ``DENSE_LU_MAX_STATES`` (exact to rounding); beyond, for sparse MDPs,
+Both systems are solved by :class:`PolicySystem`: an LU factorization when
+S <= ``DENSE_LU_MAX_STATES`` (exact to rounding; dense for dense MDPs, SuperLU's
+sparse LU for sparse ones); beyond, for sparse MDPs,
 BiCGSTAB preconditioned by one V-cycle of an aggregation multigrid
 (:class:`_Multigrid`: states relabelled in flow order, double pairwise
 aggregation, Galerkin coarse levels, Gauss-Seidel smoothing), and for dense
@@ -43,7 +44,7 @@ from .bellman import check_mdp, check_reward, sweep
 __all__ = ["evaluate", "occupancy", "PolicySystem", "policy_system", "clear_policy_systems", "policy_reward",
            "DENSE_LU_MAX_STATES"]
 
-#: Largest S for which policy systems are solved by a dense LU factorization.
+#: Largest S for which policy systems are solved by an LU factorization (dense or sparse).
 DENSE_LU_MAX_STATES = 3000
 
 #: The multigrid of large sparse policy systems coarsens down to this many states.
@@ -86,9 +87,9 @@ class PolicySystem:
             self._csr = (ptr, idx, val)
             self._csr_T = None
             self._mg = [None, None]
-            if factor and S <= DENSE_LU_MAX_STATES:
-                M = sp.csr_matrix((val, idx, ptr), shape=(S, S)).toarray()
-                self._lu = sla.lu_factor(np.eye(S) - mdp.gamma * M, check_finite=False)
+            if factor and S <= DENSE_LU_MAX_STATES:  # sparse LU (SuperLU): no dense S x S matrix
+                M = sp.csr_matrix((val, idx, ptr), shape=(S, S))
+                self._lu = spla.splu((sp.identity(S, format="csc") - mdp.gamma * M).tocsc())
         else:
             M = np.empty((S, S))
             _kernels.policy_matrix_dense(mdp.P, pi, M)
@@ -157,6 +158,8 @@ class PolicySystem:
         b = np.ascontiguousarray(b, dtype=np.float64)
         scale = np.linalg.norm(b, ord_)
         target = rtol * scale
+        if isinstance(self._lu, spla.SuperLU):
+            return self._lu.solve(b, trans="T" if transpose else "N")
         if self._lu is not None:
             return sla.lu_solve(self._lu, b, trans=1 if transpose else 0, check_finite=False)
         if scale == 0.0:

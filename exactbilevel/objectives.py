@@ -9,7 +9,16 @@ An objective is a protocol, not a class hierarchy: any object with
   projection; the softmax Jacobian of :func:`grad_theta` removes the part
   normal to the simplex);
 
-can be passed wherever the package expects one.  Shipped here:
+can be passed wherever the package expects one.  The sampled actor-critic also
+reads, from an optional fourth method,
+
+* ``occupancy_cost(x, pi) -> ndarray (S, A)``: a cost c with
+  ``grad_pi f(x, pi) = d^pi(s) Q_c^pi(s, a)`` at this pi (f's linearization
+  ``<nu, c>`` has the same policy gradient at pi); its cost critic learns
+  ``Q_c``.  Without it, :func:`occupancy_cost` derives one from ``grad_pi``
+  (:func:`cost_of_policy_gradient`, one more solve).
+
+Shipped here:
 
 :class:`OccupancyObjective`
     ``f = <nu^pi, c> + psi(x)``, linear in the state-action occupancy;
@@ -47,6 +56,8 @@ __all__ = [
     "CallableObjective",
     "check_objective",
     "grad_theta",
+    "occupancy_cost",
+    "cost_of_policy_gradient",
 ]
 
 
@@ -159,6 +170,12 @@ class OccupancyObjective(_Quadratic):
         pi = self._policy(pi)
         return self._cost_gradient(*self._occupancy(pi), pi, self.cost)
 
+    def occupancy_cost(self, x, pi):
+        """The cost c itself (f is linear in nu)."""
+        self._diff(x)
+        self._policy(pi)
+        return np.array(self.cost)
+
 
 @dataclass(frozen=True, eq=False)
 class DistributionMatchingObjective(_Quadratic):
@@ -193,12 +210,19 @@ class DistributionMatchingObjective(_Quadratic):
         z = d - self.target
         return float(z @ z) + self.psi(x)
 
+    def _state_cost(self, d):
+        return np.repeat((2.0 * (d - self.target))[:, None], self.mdp.A, axis=1)
+
     def grad_pi(self, x, pi):
         self._diff(x)
         pi = self._policy(pi)
         system, d = self._occupancy(pi)
-        c = np.repeat((2.0 * (d - self.target))[:, None], self.mdp.A, axis=1)
-        return self._cost_gradient(system, d, pi, c)
+        return self._cost_gradient(system, d, pi, self._state_cost(d))
+
+    def occupancy_cost(self, x, pi):
+        """``c(s, a) = 2 (d^pi(s) - target(s))``."""
+        self._diff(x)
+        return self._state_cost(self._occupancy(self._policy(pi))[1])
 
 
 @dataclass(frozen=True, eq=False)
@@ -255,3 +279,36 @@ def check_objective(objective, mdp=None):
             f"but mdp has ({mdp.S}, {mdp.A})"
         )
     return objective
+
+
+def cost_of_policy_gradient(mdp, pi, g_pi):
+    """The cost c (S, A) whose occupancy-linear objective has the partial derivatives
+    ``g_pi`` at pi: ``d^pi(s) Q_c^pi(s, a) = g_pi(s, a)``.
+
+    With ``q = g_pi / d^pi`` (row by row), ``c = q - gamma P (sum_a pi q)``: then
+    ``Q_c^pi = q`` (the Bellman equation of Q_c^pi has the unique solution q).  Needs
+    ``d^pi(s) > 0`` in every state (ValueError otherwise); one transposed solve.
+    """
+    check_mdp(mdp)
+    pi = check_policy(mdp, pi)
+    g_pi = as_float_array("g_pi", g_pi, shape=(mdp.S, mdp.A))
+    d = (1.0 - mdp.gamma) * policy_system(mdp, pi).solve(mdp.rho, transpose=True)
+    if np.any(d <= 0):
+        raise ValueError(f"the state occupancy of pi is 0 in state {int(np.argmin(d))}: no occupancy cost "
+                         "reproduces a gradient there (give rho full support)")
+    q = g_pi / d[:, None]
+    Vq = np.sum(pi * q, axis=1)
+    backed, _ = sweep(mdp, np.zeros((mdp.S, mdp.A)), Vq, 0.0)  # gamma P Vq
+    return q - backed
+
+
+def occupancy_cost(objective, x, pi, mdp):
+    """The occupancy cost c (S, A) of ``objective`` at (x, pi): its method
+    ``occupancy_cost(x, pi)`` when it has one, else
+    ``cost_of_policy_gradient(mdp, pi, objective.grad_pi(x, pi))``; checked finite."""
+    method = getattr(objective, "occupancy_cost", None)
+    if callable(method):
+        c = method(x, pi)
+    else:
+        c = cost_of_policy_gradient(mdp, pi, objective.grad_pi(x, pi))
+    return as_float_array("objective.occupancy_cost(x, pi)", c, shape=(mdp.S, mdp.A))

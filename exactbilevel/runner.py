@@ -13,9 +13,16 @@ Methods (same configuration, same diagnostics, same :class:`~exactbilevel.trace.
     coordinate i and sign, the theta learner (actor and critics, lam = infinity) is run
     ``fd_inner`` steps at ``x +- h e_i`` from its current state, and
     ``Phihat = (1 - gamma) sum_s rho(s) sum_a pi_theta(a|s) Qc(s, a) + psi(x)`` is read off
-    its cost critic; ``x <- Proj(x - zeta_k g)`` with the central differences g; then the
+    its cost critic (an objective that is not occupancy-linear is evaluated exactly,
+    ``Phihat = f(x, pi_theta)``); ``x <- Proj(x - zeta_k g)`` with the central differences g; then the
     learner runs ``fd_inner`` steps at the new x.  Every transition is counted; phi and its
     critic mirror theta's for the diagnostics.
+``"rlhf"``
+    the two-stage baseline of standard RLHF: x is fitted once to the initial (reference)
+    policy pi_0 = softmax(0), ``x = argmin_{x in X} f(x, pi_0)`` (exactly, L-BFGS-B from x0:
+    the reward model fitted on unlimited reference samples), then the lower-level learner
+    (theta alone, lam = infinity, i.i.d. sampling, the tau, alpha, beta schedules) runs at
+    that fixed x for ``steps`` steps; phi and its critic mirror theta's.
 ``"hypergradient"``
     the oracle baseline: exact hyper-gradient descent on Phi_{tau_k},
     ``x <- Proj(x - zeta_k grad Phi_{tau_k}(x))`` (spec section 3.1), the lower level
@@ -31,9 +38,10 @@ and the critics are exact; their samples column counts no environment transition
 
 Every ``log_every`` steps (and at k = 0 and the end) a row is logged: k, samples
 (environment transitions; 0 for the oracle), x, tau, lam, time (wall seconds since
-the start, when the row was complete) and, with ``config.diagnostics``, every quantity of
-:data:`exactbilevel.diagnostics.QUANTITIES`, computed in a background thread on a
-snapshot of the iterate while the compiled loop continues.
+the start, when the row was complete), the user's ``metrics`` and, with
+``config.diagnostics``, every quantity of :data:`exactbilevel.diagnostics.QUANTITIES`,
+computed in a background thread on a snapshot of the iterate while the compiled loop
+continues.
 """
 
 from __future__ import annotations
@@ -46,6 +54,8 @@ from pathlib import Path
 
 import numba
 import numpy as np
+import scipy.optimize
+
 
 from .actor_critic import (
     ActorCriticConfig, ActorCriticState, compiled_model, learner_steps, run_actor_critic, transition_sampler,
@@ -53,29 +63,38 @@ from .actor_critic import (
 from .diagnostics import QUANTITIES, Diagnostics
 from .evaluation import evaluate
 from .gradients import hypergradient, lower_solve, softmax_policy
+from .objectives import OccupancyObjective, occupancy_cost
 from .penalty import penalized_policy
 from .problem import BilevelProblem
 from .trace import TraceBuilder, run_metadata
 
 __all__ = ["run", "METHODS"]
 
-METHODS = ("actor_critic", "partial_sgd", "finite_differences", "hypergradient", "nested_penalty")
+METHODS = ("actor_critic", "partial_sgd", "finite_differences", "rlhf", "hypergradient", "nested_penalty")
+
+
+def _mirror(st):
+    """phi and its critic take theta's (methods whose learner is theta alone)."""
+    st.phi, st.Qphi = np.array(st.theta), np.array(st.Qtheta)
+
+
+def _learner(problem):
+    """The compiled model, sampler and loop dict of the theta learner (i.i.d. draws: no chains)."""
+    return (compiled_model(problem), transition_sampler(problem.mdp),
+            dict(chains=np.zeros(2, dtype=np.int64), counter=np.zeros(1, dtype=np.int64)))
 
 
 def _finite_differences(problem, config, rng, on_log):
     mdp, obj = problem.mdp, problem.objective
-    model, sampler = compiled_model(problem), transition_sampler(mdp)
-    loop = dict(chains=np.zeros(2, dtype=np.int64), counter=np.zeros(1, dtype=np.int64))  # i.i.d. draws: no chains
-    state = ActorCriticState.initial(problem)
-    center = 0.0 if obj.center is None else np.asarray(obj.center)
+    model, sampler, loop = _learner(problem)
+    state = ActorCriticState.initial(problem, config.critic_init)
 
     def phi_hat(st, x):
         pi = softmax_policy(st.theta)
-        z = x - center
+        if not isinstance(obj, OccupancyObjective):
+            return obj.value(x, pi)  # evaluated exactly (spec section 6.2)
+        z = x - (0.0 if obj.center is None else np.asarray(obj.center))
         return (1 - mdp.gamma) * float(mdp.rho @ np.sum(pi * st.Qc, axis=1)) + 0.5 * obj.kappa * float(z @ z)
-
-    def mirror(st):
-        st.phi, st.Qphi = np.array(st.theta), np.array(st.Qtheta)
 
     on_log(state)
     h, m = float(config.fd_step), config.fd_inner
@@ -97,15 +116,38 @@ def _finite_differences(problem, config, rng, on_log):
         learner_steps(problem, state, state.x, tau, alpha, beta, m, rng, model, sampler, loop)
         state.k = k + 1
         if state.k % config.log_every == 0 or state.k == config.steps:
-            mirror(state)
+            _mirror(state)
             on_log(state)
+    return state
+
+
+def _rlhf(problem, config, rng, on_log):
+    mdp, obj = problem.mdp, problem.objective
+    pi0 = softmax_policy(np.zeros((mdp.S, mdp.A)))
+    bounds = [(None if np.isinf(a) else a, None if np.isinf(b) else b) for a, b in zip(problem.lo, problem.hi)]
+    fit = scipy.optimize.minimize(lambda x: (obj.value(x, pi0), obj.grad_x(x, pi0)), problem.x0, jac=True,
+                                  method="L-BFGS-B", bounds=bounds, options=dict(maxiter=10_000, gtol=1e-10))
+    if not fit.success:
+        raise RuntimeError(f"rlhf: fitting x to the reference policy failed ({fit.message}); "
+                           "check that f(x, pi_0) is bounded below on the box")
+    model, sampler, loop = _learner(problem)
+    state = ActorCriticState.initial(problem, config.critic_init)
+    state.x = problem.project(fit.x)
+    on_log(state)
+    for start in range(0, config.steps, config.log_every):
+        ks = np.arange(start, min(config.steps, start + config.log_every))
+        v = config.schedule_values(ks)
+        learner_steps(problem, state, state.x, v["tau"], v["alpha"], v["beta"], ks.size, rng, model, sampler, loop)
+        state.k = int(ks[-1]) + 1
+        _mirror(state)
+        on_log(state)
     return state
 
 
 def _oracle_descent(problem, config, on_log, penalty):
     """x <- Proj(x - zeta_k g_k) with g_k the exact hyper-gradient or the penalty gradient."""
     mdp, reward, obj = problem.mdp, problem.reward, problem.objective
-    state = ActorCriticState.initial(problem)
+    state = ActorCriticState.initial(problem, config.critic_init)
     V, theta_lam = None, None
 
     def lower(k):
@@ -123,7 +165,7 @@ def _oracle_descent(problem, config, on_log, penalty):
         state.theta = np.array(pen.theta) if pen is not None else sol.Q / tau
         pi_theta = softmax_policy(state.theta)
         state.Qtheta = evaluate(mdp, reward.value(state.x), pi_theta, tau)[1]
-        state.Qc = evaluate(mdp, obj.cost, pi_theta, 0.0)[1]
+        state.Qc = evaluate(mdp, occupancy_cost(obj, state.x, pi_theta, mdp), pi_theta, 0.0)[1]
 
     tau, sol, pen = lower(0)
     sync(tau, sol, pen)
@@ -145,7 +187,7 @@ def _oracle_descent(problem, config, on_log, penalty):
 def _save_checkpoint(path, run_id, state, loop, rng, rows, diag):
     """Everything needed to continue, in one .npz written atomically."""
     arrays = {f"state_{n}": getattr(state, n) for n in ("x", "theta", "phi", "Qtheta", "Qphi", "Qc")}
-    arrays.update(chains=loop["chains"], counter=loop["counter"])
+    arrays.update({f"loop_{n}": v for n, v in loop.items()})
     if diag is not None:
         arrays.update({f"diag_{n}": v for n, v in diag.warm_starts().items() if v is not None})
     partial = rows.build({})
@@ -165,7 +207,7 @@ def _load_checkpoint(path, run_id, rng, rows, diag):
                              "delete it or choose another checkpoint path")
         state = ActorCriticState(*(np.array(z[f"state_{n}"]) for n in ("x", "theta", "phi", "Qtheta", "Qphi", "Qc")),
                                  k=meta["k"], samples=meta["samples"])
-        loop = dict(chains=np.array(z["chains"]), counter=np.array(z["counter"]))
+        loop = {n[5:]: np.array(z[n]) for n in z.files if n.startswith("loop_")}
         names = [n[4:] for n in z.files if n.startswith("row_")]
         for i in range(z[f"row_{names[0]}"].shape[0]):
             rows.add(**{n: z[f"row_{n}"][i] for n in names})
@@ -185,7 +227,20 @@ class _Done:
         return self._value
 
 
-def run(problem, config, seed=0, method="actor_critic", checkpoint=None):
+def _check_metrics(metrics, names):
+    if metrics is None:
+        return {}
+    if not isinstance(metrics, dict):
+        raise TypeError(f"metrics must be a dict name -> callable(state), got {type(metrics).__name__}")
+    for name, fn in metrics.items():
+        if not isinstance(name, str) or name in names:
+            raise ValueError(f"metric name {name!r} must be a str and not one of the trace's columns {names}")
+        if not callable(fn):
+            raise TypeError(f"metrics[{name!r}] must be callable(state) -> number or array, got {type(fn).__name__}")
+    return dict(metrics)
+
+
+def run(problem, config, seed=0, method="actor_critic", checkpoint=None, metrics=None):
     """Run ``method`` on ``problem`` with ``config``; returns a :class:`~exactbilevel.trace.Trace`.
 
     ``seed``: an int or a ``numpy.random.Generator``; the same seed gives the same trace
@@ -196,6 +251,11 @@ def run(problem, config, seed=0, method="actor_critic", checkpoint=None):
     (atomically) at every logging point; if the file exists when the run starts, the run
     continues from it, and gives the same trace as an uninterrupted run (``time`` apart).
     The file is removed when the run completes.
+
+    ``metrics``: a dict ``name -> fn``; ``fn(state)`` (an
+    :class:`~exactbilevel.actor_critic.ActorCriticState`: x, theta, phi, critics, k)
+    returns a number or an array of fixed shape, logged as a column at every logging
+    point (e.g. a property of pi_phi = softmax(state.phi)).
     """
     if not isinstance(problem, BilevelProblem):
         raise TypeError(f"problem must be an eb.BilevelProblem, got {type(problem).__name__}")
@@ -204,7 +264,8 @@ def run(problem, config, seed=0, method="actor_critic", checkpoint=None):
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     names = ["k", "samples", "x", "tau", "lam", "time"] + (list(QUANTITIES) if config.diagnostics else [])
-    rows = TraceBuilder(names)
+    metrics = _check_metrics(metrics, names)
+    rows = TraceBuilder(names + list(metrics))
     diag = Diagnostics(problem, batch=config.batch) if config.diagnostics else None
     t0 = time.perf_counter()
     sampled = method in ("actor_critic", "partial_sgd")
@@ -212,7 +273,7 @@ def run(problem, config, seed=0, method="actor_critic", checkpoint=None):
         if not sampled or isinstance(seed, np.random.Generator):
             raise ValueError("checkpoint needs a sampled method (actor_critic, partial_sgd) and an int seed")
         checkpoint = Path(checkpoint)
-    run_id = json.dumps(dict(config.as_dict(), method=method, seed=seed), sort_keys=True)
+    run_id = json.dumps(dict(config.as_dict(), method=method, seed=seed, metrics=sorted(metrics)), sort_keys=True)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     # For the sampled loop, the diagnostics of a logging point run in one background thread,
     # on a snapshot of the iterate, while the compiled loop (which releases the GIL and calls
@@ -240,6 +301,7 @@ def run(problem, config, seed=0, method="actor_critic", checkpoint=None):
         v = config.schedule_values(np.array([state.k]))
         row = dict(k=state.k, samples=state.samples, x=np.array(state.x), tau=float(v["tau"][0]),
                    lam=float(v["lam"][0]))
+        row.update({name: np.asarray(fn(state), dtype=np.float64) for name, fn in metrics.items()})
         if pool is not None:
             pending.append(pool.submit(diagnose, state.copy(), row))
         else:
@@ -251,6 +313,8 @@ def run(problem, config, seed=0, method="actor_critic", checkpoint=None):
     try:
         if method == "finite_differences":
             _finite_differences(problem, config, rng, on_log)
+        elif method == "rlhf":
+            _rlhf(problem, config, rng, on_log)
         elif sampled:
             resume = None
             if checkpoint is not None and checkpoint.exists():

@@ -10,7 +10,7 @@ import pytest
 import exactbilevel as eb
 from exactbilevel import _actor_critic_kernels as K
 from exactbilevel.actor_critic import ActorCriticConfig, ActorCriticState, ScheduleWarning, expected_step
-from exactbilevel.actor_critic import compiled_model, transition_sampler
+from exactbilevel.actor_critic import compiled_model, linearize, transition_sampler
 from exactbilevel.problem import BilevelProblem
 from exactbilevel.testing import check_unbiased
 from exactbilevel.testing import reference as ref
@@ -18,7 +18,9 @@ from exactbilevel.testing import reference as ref
 FIELDS = ("x", "theta", "phi", "Qtheta", "Qphi", "Qc")
 
 
-def small_problem(kind="linear", sparse=False, S=5, A=3, gamma=0.8, fixed_x=False, seed=1):
+def small_problem(kind="linear", sparse=False, S=5, A=3, gamma=0.8, fixed_x=False, seed=1, objective="occupancy"):
+    """A random problem; ``objective`` "occupancy" (compiled as is) or "matching" (a
+    DistributionMatchingObjective: linearized)."""
     mdp = eb.envs.random_mdp(S, A, gamma=gamma, seed=seed, successors=3, sparse=sparse)
     rng = np.random.default_rng(seed)
     if kind == "linear":
@@ -26,6 +28,8 @@ def small_problem(kind="linear", sparse=False, S=5, A=3, gamma=0.8, fixed_x=Fals
     else:
         reward = eb.GaussianGoalReward(rng.uniform(0, 3, (S, 2)), A, sigma=1.0)
     obj = eb.OccupancyObjective(mdp, rng.uniform(-1, 1, (S, A)), kappa=0.3, center=[0.2, -0.1])
+    if objective == "matching":
+        obj = eb.DistributionMatchingObjective(mdp, rng.dirichlet(np.ones(S)), kappa=0.3, center=[0.2, -0.1])
     x0 = np.array([0.5, 1.0])
     return BilevelProblem(mdp, reward, obj, x0, bounds=(x0, x0) if fixed_x else (-2.0, 3.0))
 
@@ -43,45 +47,52 @@ def schedules(n, tau=0.3, lam=5.0, alpha=0.2, beta=0.4, zeta=0.05):
     return {k: np.full(n, v) for k, v in dict(tau=tau, lam=lam, alpha=alpha, beta=beta, zeta=zeta).items()}
 
 
-def kernel_steps(problem, state, sched, rng, sampling="iid", batch=1, natural=False, chains=None, prepared=None):
+def kernel_steps(problem, state, sched, rng, sampling="iid", batch=1, natural=False, chains=None, prepared=None,
+                 gx0=None):
     """The compiled loop called directly (steps with any step sizes, e.g. beta = 0);
-    ``prepared`` = (compiled_model(problem), transition_sampler(mdp)) saves rebuilding them."""
+    ``prepared`` = (compiled_model(problem), transition_sampler(mdp)) saves rebuilding them;
+    ``gx0``: the constant part of grad_x f (the model's by default)."""
     model, sampler = prepared or (compiled_model(problem), transition_sampler(problem.mdp))
+    gx0 = model["gx0"] if gx0 is None else np.asarray(gx0, dtype=np.float64)
     lse = {n: K.all_row_lse(getattr(state, n)) for n in ("phi", "theta")}
     counter = np.zeros(1, np.int64)
     chains = np.array([0, 0] if chains is None else chains, np.int64)
     K.run_steps(sched["tau"], sched["lam"], sched["alpha"], sched["beta"], sched["zeta"], state.x, problem.lo,
                 problem.hi, state.theta, state.phi, state.Qphi, state.Qtheta, state.Qc, lse["phi"], lse["theta"],
-                model["kind"], model["Psi"], model["coords"], model["sigma"], model["cost"], True, model["kappa"],
-                model["center"], *sampler, problem.mdp.gamma, K.IID if sampling == "iid" else K.MARKOV, chains,
+                model["kind"], model["Psi"], model["coords"], model["sigma"], model["cost"], model["kappa"],
+                model["center"], gx0, *sampler, problem.mdp.gamma, K.IID if sampling == "iid" else K.MARKOV, chains,
                 batch, natural, False, False, rng, counter)
     return int(counter[0]), chains
 
 
-@pytest.mark.parametrize("kind,sparse,sampling,batch,natural", [
-    ("linear", False, "iid", 1, False),
-    ("gaussian", True, "iid", 3, False),
-    ("linear", True, "markov", 1, True),
-    ("gaussian", False, "markov", 2, True),
+@pytest.mark.parametrize("kind,sparse,sampling,batch,natural,offset", [
+    ("linear", False, "iid", 1, False, False),
+    ("gaussian", True, "iid", 3, False, True),
+    ("linear", True, "markov", 1, True, True),
+    ("gaussian", False, "markov", 2, True, False),
 ])
-def test_compiled_loop_equals_the_plain_reference(kind, sparse, sampling, batch, natural):
+def test_compiled_loop_equals_the_plain_reference(kind, sparse, sampling, batch, natural, offset):
     problem = small_problem(kind, sparse)
     st = random_state(problem, 0)
     ref_state = {n: np.array(getattr(st, n)) for n in FIELDS}
     sched = schedules(200)
-    n, _ = kernel_steps(problem, st, sched, np.random.default_rng(7), sampling, batch, natural, chains=[1, 2])
+    gx0 = np.linspace(-0.3, 0.5, problem.d) if offset else np.zeros(problem.d)
+    n, _ = kernel_steps(problem, st, sched, np.random.default_rng(7), sampling, batch, natural, chains=[1, 2],
+                        gx0=gx0)
     P = ref.dense_kernel(problem.mdp)
     obj = problem.objective
     n_ref = ref.actor_critic_steps_ref(P, problem.mdp.rho, problem.mdp.gamma, problem.reward, obj.cost, obj.kappa,
                                        obj.center, problem.lo, problem.hi, sched, ref_state, sampling, [1, 2], batch,
-                                       natural, np.random.default_rng(7))
+                                       natural, np.random.default_rng(7), gx0=gx0)
     assert n == n_ref
     for name in FIELDS:
         np.testing.assert_allclose(getattr(st, name), ref_state[name], rtol=1e-10, atol=1e-12, err_msg=name)
 
 
 def _deltas(problem, state, sched, fields, natural=False):
-    prepared = (compiled_model(problem), transition_sampler(problem.mdp))
+    model = compiled_model(problem)
+    linearize(problem, model, state)  # (an occupancy objective: nothing to do)
+    prepared = (model, transition_sampler(problem.mdp))
 
     def estimate(rng):
         st = state.copy()
@@ -96,11 +107,13 @@ def _expected(problem, state, sched, fields, natural=False):
     return np.concatenate([(getattr(st, f) - getattr(state, f)).ravel() for f in fields])
 
 
-@pytest.mark.parametrize("kind", ["linear", "gaussian"])
-def test_critic_and_upper_directions_are_unbiased(kind):
+@pytest.mark.parametrize("kind,objective", [("linear", "occupancy"), ("gaussian", "occupancy"),
+                                            ("linear", "matching")])
+def test_critic_and_upper_directions_are_unbiased(kind, objective):
     """The critics and x are updated from pre-step quantities, so their mean change is the
-    expected step whatever alpha (false-alarm rate 1e-3, Holm over all coordinates)."""
-    problem = small_problem(kind, S=4, A=2)
+    expected step whatever alpha (false-alarm rate 1e-3, Holm over all coordinates); for an
+    objective linearized at the step's state, the expected step of the exact objective."""
+    problem = small_problem(kind, S=4, A=2, objective=objective)
     state = random_state(problem, 3)
     sched = schedules(1)
     fields = ("Qphi", "Qtheta", "Qc", "x")
@@ -148,6 +161,10 @@ def test_bad_configurations_raise():
         ActorCriticConfig(steps=10, lam="big")
     with pytest.raises(ValueError, match="sampling must be one of"):
         ActorCriticConfig(steps=10, sampling="mcmc")
+    with pytest.raises(ValueError, match="linearize_every must be >= 1"):
+        ActorCriticConfig(steps=10, linearize_every=0)
+    with pytest.raises(ValueError, match="critic_init must be a finite number"):
+        ActorCriticConfig(steps=10, critic_init=float("nan"))
 
 
 def test_box_must_contain_x0():
@@ -236,11 +253,24 @@ def test_exact_hypergradient_descent_decreases_phi_tau():
     assert tr["phi_tau"][-1] < tr["phi_tau"][0]
 
 
+class SquaredReward:
+    """r_x = Psi @ x^2: a reward of the protocol that the compiled loop does not know."""
+
+    def __init__(self, Psi):
+        self.Psi = Psi
+
+    def value(self, x):
+        return self.Psi @ (np.asarray(x) ** 2)
+
+    def jacobian(self, x):
+        return self.Psi * (2 * np.asarray(x))
+
+
 def test_unsupported_models_are_refused_before_running():
     p = small_problem()
-    obj = eb.DistributionMatchingObjective(p.mdp, p.mdp.rho)
-    with pytest.raises(ValueError, match="occupancy-linear objective"):
-        eb.run(BilevelProblem(p.mdp, p.reward, obj, p.x0), ActorCriticConfig(steps=10))
+    reward = SquaredReward(np.ones((5, 3, 2)))
+    with pytest.raises(ValueError, match="compiled actor-critic needs a LinearReward"):
+        eb.run(BilevelProblem(p.mdp, reward, p.objective, p.x0), ActorCriticConfig(steps=10))
     with pytest.raises(ValueError, match="method must be one of"):
         eb.run(p, ActorCriticConfig(steps=10), method="nested")
 
@@ -289,14 +319,16 @@ def test_exact_mode_converges_to_the_hypergradient_stationary_point_within_order
     assert gaps[0] < 0.1
 
 
-@pytest.mark.parametrize("stop_after", [1, 3])
-def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_trace(tmp_path, monkeypatch, stop_after):
+@pytest.mark.parametrize("stop_after,objective", [(1, "occupancy"), (3, "occupancy"), (2, "matching")])
+def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_trace(tmp_path, monkeypatch, stop_after,
+                                                                          objective):
     """Interrupt (KeyboardInterrupt at a logging point) and run again with the same
-    checkpoint: the trace equals the uninterrupted one in every column but time."""
+    checkpoint: the trace equals the uninterrupted one in every column but time (for a
+    linearized objective, also when the logging point falls between linearizations)."""
     from exactbilevel import diagnostics
 
-    problem = small_problem("gaussian")
-    cfg = ActorCriticConfig(steps=5000, log_every=1000)
+    problem = small_problem("gaussian", objective=objective)
+    cfg = ActorCriticConfig(steps=5000, log_every=1000, linearize_every=700)
     full = eb.run(problem, cfg, seed=4)
     ckpt = tmp_path / "run.ckpt.npz"
     original = diagnostics.Diagnostics.__call__
@@ -352,11 +384,77 @@ def test_finite_differences_config_is_checked():
         ActorCriticConfig(steps=10, fd_inner=0)
 
 
-def test_the_logging_points_do_not_change_the_run():
+@pytest.mark.parametrize("objective", ["occupancy", "matching"])
+def test_the_logging_points_do_not_change_the_run(objective):
     """The loop is split into blocks at logging points; the state it carries between
     them (log-sum-exp of the logits included) is what one unsplit run would carry."""
-    problem = small_problem("gaussian")
-    ends = [eb.run(problem, ActorCriticConfig(steps=3000, log_every=every, diagnostics=False), seed=9)
-            for every in (3000, 700)]
+    problem = small_problem("gaussian", objective=objective)
+    ends = [eb.run(problem, ActorCriticConfig(steps=3000, log_every=every, diagnostics=False, linearize_every=500),
+                   seed=9) for every in (3000, 700)]
     for name in ("k", "samples", "x"):
         np.testing.assert_array_equal(ends[0][name][-1], ends[1][name][-1], err_msg=name)
+
+
+@pytest.mark.parametrize("method", ["actor_critic", "partial_sgd"])
+def test_a_linearized_objective_is_refreshed_every_linearize_every_steps(monkeypatch, method):
+    """linearize is called at k = 0, L, 2L, ... (not at the logging points), at the state
+    of that step, with the cost and grad_x f of the objective there (grad_x f at pi_phi for
+    partial SGD); the unbiasedness test checks the step that uses them."""
+    from exactbilevel import actor_critic
+
+    problem = small_problem(objective="matching")
+    seen = []
+    original = actor_critic.linearize
+
+    def spy(problem_, model, state, partial=False):
+        original(problem_, model, state, partial)
+        pi = eb.softmax_policy(state.phi if partial else state.theta)
+        np.testing.assert_array_equal(model["gx0"], problem.objective.grad_x(state.x, pi))
+        np.testing.assert_array_equal(model["cost"],
+                                      problem.objective.occupancy_cost(state.x, eb.softmax_policy(state.theta)))
+        seen.append(state.k)
+
+    monkeypatch.setattr(actor_critic, "linearize", spy)
+    eb.run(problem, ActorCriticConfig(steps=2000, log_every=300, linearize_every=700, diagnostics=False),
+           method=method)
+    assert seen == [0, 700, 1400]
+
+
+def test_rlhf_fits_x_to_the_reference_policy_then_learns_the_lower_level():
+    """x = argmin f(x, pi_0) (projected gradient ~ 0 there, by finite differences of f), it
+    never moves again, and the learner's residual falls."""
+    problem = small_problem(objective="matching")
+    cfg = ActorCriticConfig(steps=20_000, tau=0.3, alpha=0.5, beta=0.5, zeta=1e-3, log_every=5000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ScheduleWarning)
+        tr = eb.run(problem, cfg, seed=0, method="rlhf")
+    x = tr["x"][0]
+    assert np.all(tr["x"] == x)
+    pi0 = np.full((problem.mdp.S, problem.mdp.A), 1 / problem.mdp.A)
+    h = 1e-5
+    fd = np.array([(problem.objective.value(x + h * e, pi0) - problem.objective.value(x - h * e, pi0)) / (2 * h)
+                   for e in np.eye(2)])
+    assert np.linalg.norm(x - problem.project(x - fd)) < 1e-6
+    assert tr["residual_phi"][-1] < 0.1 * tr["residual_phi"][0]
+
+
+def test_metrics_are_logged_beside_the_diagnostics():
+    problem = small_problem()
+    cfg = ActorCriticConfig(steps=2000, log_every=500)
+    tr = eb.run(problem, cfg, seed=3, metrics={"smallest": lambda st: eb.softmax_policy(st.phi).min(),
+                                               "x2": lambda st: 2 * st.x})
+    np.testing.assert_allclose(tr["smallest"], tr["min_pi"], rtol=1e-15)
+    np.testing.assert_array_equal(tr["x2"], 2 * tr["x"])
+    with pytest.raises(ValueError, match="metric name 'x'"):
+        eb.run(problem, cfg, metrics={"x": lambda st: 0.0})
+    with pytest.raises(TypeError, match="must be callable"):
+        eb.run(problem, cfg, metrics={"m": 3})
+
+
+def test_critic_init_starts_the_soft_critics_there():
+    problem = small_problem()
+    tr = eb.run(problem, ActorCriticConfig(steps=10, log_every=10, critic_init=2.5), seed=0)
+    # at k = 0 the critics are 2.5 everywhere; the exact Q of the uniform policy is not
+    _, Q = eb.evaluate(problem.mdp, problem.reward.value(problem.x0), np.full((5, 3), 1 / 3), tau=0.5)
+    _, nu = eb.occupancy(problem.mdp, np.full((5, 3), 1 / 3))
+    assert tr["critic_error_phi"][0] == pytest.approx(float(np.sum(nu * (2.5 - Q) ** 2)), rel=1e-9)

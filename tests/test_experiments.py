@@ -1,4 +1,4 @@
-"""Experiments and the command line: configurations, a reduced GridWorld-goal run, workers."""
+"""Experiments and the command line: configurations, reduced runs of each experiment, workers."""
 
 import json
 from pathlib import Path
@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import exactbilevel as eb
 from exactbilevel.__main__ import main
 from exactbilevel.experiments import gridworld_goal as G
 from exactbilevel.experiments.config import ConfigError, dumps, load
@@ -186,3 +187,56 @@ def test_reduced_rates_experiment_fits_slopes_and_draws_figures(tmp_path, capsys
     assert np.all(tau["entropy_bias"] >= -1e-9) and np.all(tau["entropy_bias"] <= tau["bound"] + 1e-9)
     for stem in ("penalty-bias", "entropy-bias", "rate-residual_phi"):
         assert (tmp_path / "res" / f"{stem}.png").stat().st_size > 1000
+
+
+def test_committed_happy_tweets_toml_is_the_default_configuration():
+    from exactbilevel.experiments import happy_tweets as T
+
+    assert load(T.HappyTweets, ROOT / "experiments" / "happy-tweets.toml") == load(T.HappyTweets)
+
+
+@pytest.mark.parametrize("text,message", [
+    ('start = "middle"', "key 'start' must be \"uniform\" or \"root\""),
+    ("vocab = []", "key 'vocab' must be a list of distinct non-empty words"),
+    ("horizon = 12", "key 'horizon' must be an integer >= 1 with len\\(vocab\\)\\^horizon <= 10\\^5"),
+])
+def test_bad_happy_tweets_configurations_are_rejected(text, message):
+    from exactbilevel.experiments import happy_tweets as T
+
+    with pytest.raises(ConfigError, match=message):
+        load(T.HappyTweets, text + "\n")
+
+
+def test_reduced_happy_tweets_writes_results_and_figures(tmp_path, capsys):
+    """Every method runs and writes its columns and the figures; the summary's reference
+    happiness and best score agree with VADER scored again here; RLHF's x is fitted once
+    (away from 0) and stays there."""
+    from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+    from exactbilevel.experiments import happy_tweets as T
+
+    (tmp_path / "t.toml").write_text("steps = 3000\nseeds = 2\nlog_every = 1000\nhorizon = 2\noracle_steps = 3\n"
+                                     "linearize_every = 700\n")
+    assert main(["run", "happy-tweets", "--config", str(tmp_path / "t.toml"), "--out", str(tmp_path / "res"),
+                 "--workers", "1", "--quiet"]) == 0
+    assert "RLHF" in capsys.readouterr().out
+    summary = json.loads((tmp_path / "res" / "summary.json").read_text())
+    assert summary["methods"] == ["bilevel, decaying tau", "bilevel, tau = 1", "RLHF", "partial SGD",
+                                  "hyper-gradient (oracle)"]
+    for stem in ("happiness", "kl"):
+        assert (tmp_path / "res" / f"{stem}.png").stat().st_size > 1000
+        assert (tmp_path / "res" / f"{stem}.pdf").exists()
+    cfg = load(T.HappyTweets, tmp_path / "t.toml")
+    tree = eb.preferences.prefix_tree(cfg.vocab, cfg.horizon, cfg.gamma, start=cfg.start)
+    analyzer = SentimentIntensityAnalyzer()
+    vader = np.array([analyzer.polarity_scores(t)["compound"] for t in tree.texts()])
+    runs = T.load_runs(tmp_path / "res")
+    for name, traces in runs.items():
+        for tr in traces:
+            assert tr["star"].shape == (len(tr["k"]), 3)
+            assert np.all(tr["kl"] >= -1e-12) and np.all(np.abs(tr["happiness"]) <= 1)
+    rlhf = runs["RLHF"][0]
+    assert np.all(rlhf["x"] == rlhf["x"][0]) and np.any(rlhf["x"][0] != 0)
+    uniform = np.full((tree.mdp.S, tree.mdp.A), 1 / tree.mdp.A)
+    assert summary["reference_happiness"] == pytest.approx(float(tree.sequence_probabilities(uniform) @ vader))
+    assert summary["happiest"] == pytest.approx(vader.max())

@@ -7,12 +7,14 @@ progress)`` which writes a results folder, and ``figures(out)`` which draws its
 figures from that folder.
 """
 
-from . import gridworld_goal, rates
+from . import gridworld_goal, happy_tweets, rates
 
 #: name -> (module, configuration class, one-line description)
 EXPERIMENTS = {
     gridworld_goal.NAME: (gridworld_goal, gridworld_goal.GridworldGoal,
                           "GridWorld goal position (spec 6.1): landscapes, paths, Phi_0 against samples"),
+    happy_tweets.NAME: (happy_tweets, happy_tweets.HappyTweets,
+                        "Happy tweets (spec 6.2): bilevel against RLHF with VADER as the human; happiness and KL"),
     rates.NAME: (rates, rates.Rates,
                  "Rates (spec 6.3): fitted slopes with bootstrap intervals beside the theory; penalty and entropy bias"),
 }

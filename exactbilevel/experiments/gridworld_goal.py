@@ -29,22 +29,18 @@ from __future__ import annotations
 import json
 import os
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .. import envs, schedules
-from ..actor_critic import ActorCriticConfig, ScheduleWarning
 from ..objectives import OccupancyObjective
 from ..problem import BilevelProblem
 from ..rewards import GaussianGoalReward
-from ..runner import run
 from ..solvers import solve
-from ..trace import Trace
 from .config import dumps, need, option
-from .runs import run_tasks, slug, write_atomic
+from .runs import load_runs, run_one, run_tasks, spread, step_sizes, write_atomic
 
 NAME = "gridworld-goal"
 
@@ -137,9 +133,7 @@ def landscape(cfg, prob):
 
 def methods(cfg):
     """``name -> (method, ActorCriticConfig, seeds)`` for every curve of the figures."""
-    common = dict(lam=schedules.power(cfg.lam0, -cfg.lam_growth), alpha=schedules.power(cfg.alpha0, cfg.alpha_decay),
-                  beta=schedules.power(cfg.beta0, cfg.beta_decay), zeta=schedules.power(cfg.zeta0, cfg.zeta_decay),
-                  actor=cfg.actor, log_every=cfg.log_every, steps=cfg.steps)
+    common = dict(step_sizes(cfg), actor=cfg.actor, log_every=cfg.log_every, steps=cfg.steps)
     out = {"decaying tau": ("actor_critic", dict(common, tau=schedules.power(cfg.tau0, cfg.tau_decay)), cfg.seeds)}
     for t in cfg.tau_fixed:
         out[f"fixed tau = {t:g}"] = ("actor_critic", dict(common, tau=t), cfg.seeds)
@@ -157,50 +151,21 @@ def methods(cfg):
 
 
 
-def _one(cfg, name, method, kw, seed, out):
-    """One run, written to ``runs/<method>/seed<k>.npz``.  A run already there with the same
-    configuration is kept (a rerun of an interrupted experiment resumes); a sampled run
-    interrupted midway continues from its checkpoint ``seed<k>.ckpt.npz``."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ScheduleWarning)  # fixed-tau variants on purpose
-        config = ActorCriticConfig(**kw)
-    path = Path(out) / "runs" / slug(name) / f"seed{seed}"
-    want = dict(config.as_dict(), method=method)
-    if path.with_suffix(".npz").exists():
-        try:
-            if Trace.load(path).meta["config"] == json.loads(json.dumps(want)):
-                return name, seed, str(path)
-        except (OSError, ValueError, KeyError):
-            pass  # unreadable or another configuration: run again
-    path.parent.mkdir(parents=True, exist_ok=True)
-    sampled = method in ("actor_critic", "partial_sgd")  # checkpointed; the others restart
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ScheduleWarning)
-        trace = run(problem(cfg), config, seed=seed, method=method,
-                    checkpoint=path.with_suffix(".ckpt.npz") if sampled else None)
-    trace.save(path)
-    return name, seed, str(path)
+def setup(cfg):
+    """``(problem, metrics)`` of one run (no extra metrics)."""
+    return problem(cfg), None
 
 
 def tasks(cfg, out):
-    return [(cfg, name, method, kw, seed, out) for name, (method, kw, n) in methods(cfg).items() for seed in range(n)]
-
-
-def load_runs(out, names=None):
-    """``method name -> [Trace]`` from a results folder (names from summary.json by default)."""
-    out = Path(out)
-    if names is None:
-        names = json.loads((out / "summary.json").read_text())["methods"]
-    return {name: [Trace.load(p) for p in sorted((out / "runs" / slug(name)).glob("seed*.npz"))] for name in names}
+    return [(setup, cfg, name, method, kw, seed, out) for name, (method, kw, n) in methods(cfg).items()
+            for seed in range(n)]
 
 
 def summarize(runs):
     rows = []
     for name, traces in runs.items():
-        final = np.array([t["phi0"][-1] for t in traces])
         xs = np.array([t["x"][-1] for t in traces])
-        rows.append(dict(method=name, seeds=len(traces), phi0_median=float(np.median(final)),
-                         phi0_q10=float(np.quantile(final, 0.1)), phi0_q90=float(np.quantile(final, 0.9)),
+        rows.append(dict(method=name, seeds=len(traces), **spread("phi0", [t["phi0"][-1] for t in traces]),
                          x_mean=xs.mean(axis=0).tolist(), samples=int(traces[0]["samples"][-1])))
     return rows
 
@@ -227,7 +192,7 @@ def run_experiment(cfg, out, workers=1, progress=True):
     np.savez(tmp, grid=grid, phi0=phi0, phi_tau=phit, tau=cfg.landscape_tau)
     os.replace(tmp, out / "landscape.npz")
     todo = tasks(cfg, out)
-    run_tasks(_one, todo, workers, progress, NAME)
+    run_tasks(run_one, todo, workers, progress, NAME)
     names = list(methods(cfg))
     rows = summarize(load_runs(out, names))
     write_atomic(out / "config.toml", dumps(cfg))

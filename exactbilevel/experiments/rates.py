@@ -24,24 +24,22 @@ from __future__ import annotations
 import json
 import os
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .. import envs, schedules
-from ..actor_critic import ActorCriticConfig, ScheduleWarning
 from ..gradients import action_gap, hypergradient, lower_solve
 from ..objectives import OccupancyObjective
 from ..penalty import penalized_policy
 from ..problem import BilevelProblem
 from ..rates import fit_rate, rate_table
 from ..rewards import LinearReward
-from ..runner import run
 from ..trace import Trace
 from .config import dumps, need, option
-from .runs import run_tasks, slug, write_atomic
+from . import runs as _runs
+from .runs import run_one, run_tasks, step_sizes, write_atomic
 
 NAME = "rates"
 QUANTITIES = ("residual_phi", "residual_theta", "critic_error_phi", "grad_phi_norm2", "grad_ell_norm2")
@@ -100,29 +98,20 @@ def problem(cfg):
 
 
 def methods(cfg):
-    common = dict(lam=schedules.power(cfg.lam0, -cfg.lam_growth), alpha=schedules.power(cfg.alpha0, cfg.alpha_decay),
-                  beta=schedules.power(cfg.beta0, cfg.beta_decay), zeta=schedules.power(cfg.zeta0, cfg.zeta_decay),
-                  steps=cfg.steps, log_every=cfg.log_every)
+    common = dict(step_sizes(cfg), steps=cfg.steps, log_every=cfg.log_every)
     return {"decaying tau": dict(common, tau=schedules.power(cfg.tau0, cfg.tau_decay)),
             "fixed tau": dict(common, tau=cfg.tau0)}
 
 
 
 
-def _one(cfg, name, kw, seed, out):
-    path = Path(out) / "runs" / slug(name) / f"seed{seed}"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ScheduleWarning)
-        trace = run(problem(cfg)[0], ActorCriticConfig(**kw), seed=seed, checkpoint=path.with_suffix(".ckpt.npz"))
-    trace.save(path)
-    return name, seed
+def setup(cfg):
+    """``(problem, metrics)`` of one run (no extra metrics)."""
+    return problem(cfg)[0], None
 
 
 def load_runs(out):
-    out = Path(out)
-    return {name: [Trace.load(p) for p in sorted((out / "runs" / slug(name)).glob("seed*.npz"))]
-            for name in THEORY}
+    return _runs.load_runs(out, THEORY)
 
 
 def fits(runs):
@@ -183,8 +172,9 @@ def run_experiment(cfg, out, workers=1, progress=True):
     taus, ebias, bound, implicit, gap = entropy_sweep(cfg, prob, probe)
     np.savez(out / "tau.tmp.npz", tau=taus, entropy_bias=ebias, bound=bound, implicit=implicit, gap=gap)
     os.replace(out / "tau.tmp.npz", out / "tau.npz")
-    todo = [(cfg, name, kw, seed, out) for name, kw in methods(cfg).items() for seed in range(cfg.seeds)]
-    run_tasks(_one, todo, workers, progress, NAME)
+    todo = [(setup, cfg, name, "actor_critic", kw, seed, out) for name, kw in methods(cfg).items()
+            for seed in range(cfg.seeds)]
+    run_tasks(run_one, todo, workers, progress, NAME)
     fitted = fits(load_runs(out))
     lam_fits = {"penalty bias": fit_rate(lams, bias, theory=-1.0, window=(0.0, 1.0)),
                 "penalty p_tau": fit_rate(lams, pen, theory=-2.0, window=(0.0, 1.0))}

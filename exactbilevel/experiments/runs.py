@@ -3,11 +3,20 @@ write results atomically."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import warnings
 from pathlib import Path
 
-__all__ = ["run_tasks", "slug", "write_atomic"]
+import numpy as np
+
+from .. import schedules
+from ..actor_critic import ActorCriticConfig, ScheduleWarning
+from ..runner import run
+from ..trace import Trace
+
+__all__ = ["run_tasks", "run_one", "load_runs", "spread", "step_sizes", "slug", "write_atomic"]
 
 
 def run_tasks(fn, tasks, workers, progress, desc):
@@ -31,3 +40,56 @@ def write_atomic(path, text):
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def run_one(setup, cfg, name, method, kw, seed, out):
+    """One run of ``method`` with ``ActorCriticConfig(**kw)`` on ``setup(cfg) = (problem,
+    metrics)``, written to ``out/runs/<slug(name)>/seed<k>.npz`` (+ ``.json``).
+
+    A run already there with the same configuration is kept (a rerun of an interrupted
+    experiment resumes); a sampled run interrupted midway continues from its checkpoint
+    ``seed<k>.ckpt.npz``.  Schedule warnings are silenced (fixed-tau variants are meant).
+    Returns ``(name, seed, path)``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ScheduleWarning)
+        config = ActorCriticConfig(**kw)
+    path = Path(out) / "runs" / slug(name) / f"seed{seed}"
+    want = dict(config.as_dict(), method=method)
+    if path.with_suffix(".npz").exists():
+        try:
+            if Trace.load(path).meta["config"] == json.loads(json.dumps(want)):
+                return name, seed, str(path)
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable or another configuration: run again
+    path.parent.mkdir(parents=True, exist_ok=True)
+    problem, metrics = setup(cfg)
+    sampled = method in ("actor_critic", "partial_sgd")  # checkpointed; the others restart
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ScheduleWarning)
+        trace = run(problem, config, seed=seed, method=method, metrics=metrics,
+                    checkpoint=path.with_suffix(".ckpt.npz") if sampled else None)
+    trace.save(path)
+    return name, seed, str(path)
+
+
+def load_runs(out, names=None):
+    """``method name -> [Trace]`` (sorted by seed file) from a results folder; ``names``
+    None: the methods its ``summary.json`` lists."""
+    out = Path(out)
+    if names is None:
+        names = json.loads((out / "summary.json").read_text())["methods"]
+    return {name: [Trace.load(p) for p in sorted((out / "runs" / slug(name)).glob("seed*.npz"))] for name in names}
+
+
+def spread(name, values):
+    """``{name_median, name_q10, name_q90}`` of ``values`` (over seeds)."""
+    v = np.asarray(values, dtype=float)
+    return {f"{name}_median": float(np.median(v)), f"{name}_q10": float(np.quantile(v, 0.1)),
+            f"{name}_q90": float(np.quantile(v, 0.9))}
+
+
+def step_sizes(cfg):
+    """The lam, alpha, beta and zeta power-law schedules of a configuration with the fields
+    ``lam0, lam_growth, alpha0, alpha_decay, beta0, beta_decay, zeta0, zeta_decay``."""
+    return dict(lam=schedules.power(cfg.lam0, -cfg.lam_growth), alpha=schedules.power(cfg.alpha0, cfg.alpha_decay),
+                beta=schedules.power(cfg.beta0, cfg.beta_decay), zeta=schedules.power(cfg.zeta0, cfg.zeta_decay))

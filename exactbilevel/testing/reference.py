@@ -207,7 +207,7 @@ def policy_iteration_ref(P, r, gamma, tau=0.0, max_iter=1000, refine=2):
 
 
 def actor_critic_steps_ref(P, rho, gamma, reward, cost, kappa, center, lo, hi, schedules, state, sampling,
-                           chains, batch, natural, rng):
+                           chains, batch, natural, rng, gx0=None):
     """The sampled loop of :mod:`exactbilevel.actor_critic` written plainly (Python loops over the
     steps, numpy inside), drawing from ``rng`` in the same order as the compiled kernel, so both
     give the same samples from the same seed.
@@ -216,9 +216,11 @@ def actor_critic_steps_ref(P, rho, gamma, reward, cost, kappa, center, lo, hi, s
     ``schedules`` a dict of arrays tau, lam, alpha, beta, zeta (one entry per step); ``state``
     a dict of arrays x, theta, phi, Qtheta, Qphi, Qc, updated in place; ``sampling`` "iid" or
     "markov"; ``chains`` a list of two chain states (Markov), updated in place.  Returns the
-    number of environment transitions.
+    number of environment transitions.  The upper step uses ``grad_x f = gx0 + kappa (x - center)``
+    (``gx0`` None: 0).
     """
     S, A = state["theta"].shape
+    gx0 = 0.0 if gx0 is None else np.asarray(gx0)
     rho_cdf = np.cumsum(rho)
     cdfs = {}
 
@@ -301,7 +303,7 @@ def actor_critic_steps_ref(P, rho, gamma, reward, cost, kappa, center, lo, hi, s
             st["phi"][s] += i_phi
             st["theta"][p] += i_th
         g = sum(R[s, a] - R[p, b] for (s, a, _, _), (p, b, _, _) in samples)
-        gx = kappa * (x0 - center) + lam / (1 - gamma) * g / batch
+        gx = gx0 + kappa * (x0 - center) + lam / (1 - gamma) * g / batch
         st["x"][:] = np.clip(x0 - ze * gx, lo, hi)
     return transitions
 

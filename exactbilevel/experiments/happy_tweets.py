@@ -1,0 +1,238 @@
+"""Happy tweets, tabular (spec section 6.2, a choice of this package).
+
+Tweets are sequences of at most ``horizon`` words of a small vocabulary of real
+words; the MDP is their prefix tree (:func:`exactbilevel.preferences.prefix_tree`:
+state = prefix, action = next word or END).  The "human" is the VADER rule-based
+sentiment analyzer (Hutto and Gilbert 2014, the ``vaderSentiment`` package;
+compound score in [-1, 1]) as in the minRLHF HappyGPT project: it prefers tweet y
+to y' with probability ``sigmoid((vader(y) - vader(y')) / temperature)``.  The
+reward model is linear, ``r_x(y) = x^T psi(y)`` with psi the counts of each word
+and of each word right after "not" (:func:`~exactbilevel.preferences.negation_features`),
+so it cannot represent VADER exactly (boosters such as "very", the normalization of
+the compound score).  The upper objective is the Bradley-Terry loss of VADER's
+preferences on pairs drawn from the policy, plus kappa/2 |x|^2, exact by
+enumeration (:class:`~exactbilevel.preferences.BradleyTerryObjective`); the entropy
+regularization is the KL to the uniform reference policy.
+
+Methods: the section 4 actor-critic (bilevel) with decaying and with fixed tau, and
+standard RLHF (``method="rlhf"``: the reward model fitted once to the reference
+policy, then RL at fixed tau), partial SGD (the reward model refitted on the current
+policy's pairs, ignoring how the policy moves with it) and the exact hyper-gradient
+descent on Phi_tau (oracle; plotted against k, not samples).
+
+Outputs (in the results folder): ``runs/<method>/seed<k>.npz`` (+ ``.json``) with
+the columns ``happiness`` (true happiness ``E_{y ~ pi_phi}[vader(y)]`` of the
+learned policy) and ``kl`` (``KL(p_{pi_phi} || p_ref)`` over tweets) beside the
+ground-truth diagnostics; ``summary.json`` (final values over seeds); figures
+``happiness.{png,pdf}`` and ``kl.{png,pdf}`` against environment samples.
+
+Needs the ``vaderSentiment`` package (``pip install "exactbilevel[tweets]"``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import schedules
+from ..gradients import softmax_policy
+from ..preferences import BradleyTerryObjective, negation_features, prefix_tree
+from ..problem import BilevelProblem
+from ..rewards import LinearReward
+from ..solvers import solve
+from .config import dumps, need, option
+from .runs import load_runs, run_one, run_tasks, spread, step_sizes, write_atomic
+
+NAME = "happy-tweets"
+
+
+@dataclass(frozen=True)
+class HappyTweets:
+    """Configuration of the happy-tweets experiment (defaults: the committed figures)."""
+
+    vocab: tuple = option(("good", "bad", "not", "very"), "the words")
+    horizon: int = option(4, "at most this many words per tweet")
+    gamma: float = option(0.9, "discount (weights the entropy of later words)")
+    start: str = option("uniform", "rho: uniform over all states (exploring starts) or the root")
+    negations: tuple = option(("not",), "words that negate the next one (reward-model features)")
+    temperature: float = option(0.1, "VADER prefers y to y' with probability sigmoid((v(y) - v(y')) / temperature)")
+    kappa: float = option(0.01, "weight of kappa/2 |x|^2")
+    x_bound: float = option(10.0, "x stays in [-x_bound, x_bound]^d")
+    steps: int = option(2_000_000, "actor-critic steps per run")
+    seeds: int = option(10, "seeds per sampled method")
+    log_every: int = option(100_000, "steps between logging points")
+    linearize_every: int = option(5000, "steps between linearizations of the objective")
+    tau0: float = option(2.0, "bilevel: tau_k = tau0 (k+1)^-tau_decay")
+    tau_decay: float = option(0.2, "decay exponent of tau")
+    tau_fixed: float = option(1.0, "the fixed tau (= the KL weight of RLHF)")
+    lam0: float = option(1.0, "lam_k = lam0 (k+1)^lam_growth")
+    lam_growth: float = option(0.1, "growth exponent of lam")
+    alpha0: float = option(2.0, "actors: alpha0 (k+1)^-alpha_decay")
+    alpha_decay: float = option(0.3, "")
+    beta0: float = option(2.0, "critics: beta0 (k+1)^-beta_decay")
+    beta_decay: float = option(0.2, "")
+    zeta0: float = option(0.02, "upper: zeta0 (k+1)^-zeta_decay")
+    zeta_decay: float = option(0.6, "")
+    actor: str = option("npg", "pg or npg")
+    oracle_steps: int = option(100, "outer steps of the exact hyper-gradient descent")
+    oracle_zeta: float = option(1.0, "its constant step size")
+
+    def check(self):
+        need(self, len(self.vocab) >= 1 and all(isinstance(w, str) and w for w in self.vocab)
+             and len(set(self.vocab)) == len(self.vocab), "vocab", "a list of distinct non-empty words")
+        need(self, all(isinstance(w, str) for w in self.negations), "negations", "a list of words")
+        need(self, 1 <= self.horizon and len(self.vocab) ** self.horizon <= 10**5, "horizon",
+             "an integer >= 1 with len(vocab)^horizon <= 10^5")
+        need(self, 0 < self.gamma < 1, "gamma", "in (0, 1)")
+        for key in ("tau0", "tau_fixed", "lam0", "alpha0", "beta0", "zeta0", "oracle_zeta", "x_bound"):
+            need(self, getattr(self, key) > 0, key, "> 0")
+        for key in ("temperature", "kappa", "tau_decay", "lam_growth", "alpha_decay", "beta_decay", "zeta_decay"):
+            need(self, getattr(self, key) >= 0, key, ">= 0")
+        for key in ("steps", "seeds", "log_every", "linearize_every", "oracle_steps"):
+            need(self, getattr(self, key) >= 1, key, "an integer >= 1")
+        need(self, self.actor in ("pg", "npg"), "actor", '"pg" or "npg"')
+        need(self, self.start in ("uniform", "root"), "start", '"uniform" or "root"')
+
+
+def vader_scores(texts):
+    """VADER's compound score of each text (the empty text scores 0)."""
+    try:
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError('the happy-tweets experiment needs vaderSentiment: pip install "exactbilevel[tweets]"') from None
+    analyzer = SentimentIntensityAnalyzer()
+    return np.array([analyzer.polarity_scores(t)["compound"] if t else 0.0 for t in texts])
+
+
+class Metrics:
+    """The logged columns of a run, each exact: of the learned policy pi_phi, the true
+    happiness ``E_{y ~ pi_phi}[vader(y)]`` and ``KL(p_{pi_phi} || p_ref)``; of x, through
+    the soft-optimal policy pi*_tau(x) at the fixed tau, the same two and the upper
+    objective ``Phi_tau(x) = f(x, pi*_tau(x))``.  (The general diagnostics of spec section 5
+    are off in this experiment: the exact penalized policy costs too much here.)"""
+
+    def __init__(self, problem, tree, scores, tau):
+        self.problem, self.tree, self.scores, self.tau = problem, tree, scores, tau
+
+    def happiness(self, pi):
+        """``E_{y ~ pi}[vader(y)]``."""
+        return float(self.tree.sequence_probabilities(pi) @ self.scores)
+
+    def optimal(self, x):
+        """pi*_tau(x) at the fixed tau."""
+        return solve(self.problem.mdp, self.problem.reward.value(x), self.tau, tol=1e-10).pi
+
+    def columns(self):
+        """``name -> fn(state)`` for :func:`exactbilevel.run`."""
+        def star(st):
+            pi = self.optimal(st.x)
+            return np.array([self.happiness(pi), self.tree.kl_to_uniform(pi), self.problem.objective.value(st.x, pi)])
+        return dict(happiness=lambda st: self.happiness(softmax_policy(st.phi)),
+                    kl=lambda st: self.tree.kl_to_uniform(softmax_policy(st.phi)),
+                    star=star)
+
+
+def build(cfg):
+    """``(problem, Metrics)``: the bilevel problem (x0 = 0: the reference policy) and the
+    happiness and KL columns."""
+    tree = prefix_tree(cfg.vocab, cfg.horizon, cfg.gamma, start=cfg.start)
+    scores = vader_scores(tree.texts())
+    psi = negation_features(tree, cfg.negations)
+    obj = BradleyTerryObjective(tree, scores, psi, kappa=cfg.kappa, temperature=cfg.temperature)
+    reward = LinearReward(tree.sequence_features(psi))
+    problem = BilevelProblem(tree.mdp, reward, obj, np.zeros(psi.shape[1]), bounds=(-cfg.x_bound, cfg.x_bound))
+    return problem, Metrics(problem, tree, scores, cfg.tau_fixed)
+
+
+def setup(cfg):
+    """``(problem, metrics)`` of one run."""
+    problem, metrics = build(cfg)
+    return problem, metrics.columns()
+
+
+def methods(cfg):
+    """``name -> (method, ActorCriticConfig keywords, seeds)`` for every curve of the figures."""
+    common = dict(step_sizes(cfg), actor=cfg.actor, log_every=cfg.log_every, steps=cfg.steps,
+                  linearize_every=cfg.linearize_every, diagnostics=False)
+    decaying = schedules.power(cfg.tau0, cfg.tau_decay)
+    # critics start at the soft value gamma tau log A / (1 - gamma) of the uniform policy under a zero reward
+    start = cfg.gamma * np.log(len(cfg.vocab) + 1) / (1 - cfg.gamma)
+    oracle = dict(common, steps=cfg.oracle_steps, log_every=max(1, cfg.oracle_steps // 50), zeta=cfg.oracle_zeta,
+                  alpha=cfg.oracle_zeta, beta=cfg.oracle_zeta, tau=cfg.tau_fixed)
+    fixed = dict(common, tau=cfg.tau_fixed, critic_init=start * cfg.tau_fixed)
+    return {
+        "bilevel, decaying tau": ("actor_critic", dict(common, tau=decaying, critic_init=start * cfg.tau0), cfg.seeds),
+        f"bilevel, tau = {cfg.tau_fixed:g}": ("actor_critic", fixed, cfg.seeds),
+        "RLHF": ("rlhf", fixed, cfg.seeds),
+        "partial SGD": ("partial_sgd", fixed, cfg.seeds),
+        "hyper-gradient (oracle)": ("hypergradient", oracle, 1),
+    }
+
+
+def summarize(runs):
+    """Final values over seeds (median and 10-90% quantiles)."""
+    rows = []
+    for name, traces in runs.items():
+        row = dict(method=name, seeds=len(traces), samples=int(traces[0]["samples"][-1]))
+        finals = {"happiness": [t["happiness"][-1] for t in traces], "kl": [t["kl"][-1] for t in traces],
+                  "happiness_star": [t["star"][-1, 0] for t in traces], "phi_tau": [t["star"][-1, 2] for t in traces]}
+        for col, final in finals.items():
+            row.update(spread(col, final))
+        rows.append(row)
+    return rows
+
+
+def table(rows):
+    head = (f"{'method':24s} {'seeds':>5s} {'happiness [q10, q90]':>26s} {'KL':>6s} "
+            f"{'happiness of pi*(x)':>19s} {'Phi_tau(x)':>10s} {'samples':>10s}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['method']:24s} {r['seeds']:5d} {r['happiness_median']:7.3f} [{r['happiness_q10']:6.3f}, "
+                     f"{r['happiness_q90']:6.3f}] {r['kl_median']:6.3f} {r['happiness_star_median']:19.3f} "
+                     f"{r['phi_tau_median']:10.4f} {r['samples']:10d}")
+    return "\n".join(lines)
+
+
+def run_experiment(cfg, out, workers=1, progress=True):
+    """Run everything, write the results folder ``out``, return the summary rows."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    problem, metrics = build(cfg)  # fails early without vaderSentiment
+    uniform = np.full((problem.mdp.S, problem.mdp.A), 1.0 / problem.mdp.A)
+    todo = [(setup, cfg, name, method, kw, seed, out) for name, (method, kw, n) in methods(cfg).items()
+            for seed in range(n)]
+    run_tasks(run_one, todo, workers, progress, NAME)
+    names = list(methods(cfg))
+    rows = summarize(load_runs(out, names))
+    write_atomic(out / "config.toml", dumps(cfg))
+    write_atomic(out / "summary.json", json.dumps(dict(
+        experiment=NAME, methods=names, rows=rows, tweets=int(metrics.scores.size),
+        happiest=float(metrics.scores.max()), reference_happiness=metrics.happiness(uniform),
+        seconds=time.perf_counter() - t0), indent=2))
+    figures(out)
+    return rows
+
+
+def figures(out):
+    """Draw the figures of a results folder (PNG and PDF)."""
+    from .. import plots
+
+    out = Path(out)
+    runs = load_runs(out)
+    sampled = {name: traces for name, traces in runs.items() if traces[0]["samples"][-1] > 0}
+    oracle = [traces[0] for traces in runs.values() if traces[0]["samples"][-1] == 0]
+    for col, stem, label in (("happiness", "happiness", r"true happiness $E_{\pi}[\mathrm{VADER}(y)]$"),
+                             ("kl", "kl", r"KL$(\pi \,\|\, \pi_{\mathrm{ref}})$ (nats)")):
+        fig = plots.curves(sampled, x="samples", y=col, logx=True, xlabel="environment samples", ylabel=label)
+        if oracle:  # the exact bilevel solution's policy, for reference
+            ax = fig.axes[0]
+            level = float(oracle[0][col][-1])
+            ax.axhline(level, color="0.35", lw=0.8, ls="--", zorder=1)
+            ax.annotate("exact bilevel optimum (oracle)", (0.02, level), xycoords=("axes fraction", "data"),
+                        xytext=(0, -3), textcoords="offset points", fontsize="small", color="0.35", va="top")
+        plots.save(fig, out / stem)
