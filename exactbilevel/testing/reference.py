@@ -165,19 +165,23 @@ def value_iteration_ref(P, r, gamma, tau=0.0, tol=1e-12, max_iter=1_000_000):
     raise RuntimeError(f"value_iteration_ref did not reach tol={tol} in {max_iter} sweeps")
 
 
-def policy_iteration_ref(P, r, gamma, tau=0.0, max_iter=1000, refine=2):
+def policy_iteration_ref(P, r, gamma, tau=0.0, max_iter=None, refine=2):
     """Policy iteration with dense solves: returns ``(V, err)`` with ``|V - V*_tau|_inf <= err``.
 
     tau = 0: Howard's policy iteration on deterministic policies (an action is
     switched only when it improves Q by more than 1e-14 of the scale, so ties
     cannot cycle).  tau > 0: soft policy iteration, ``pi <- softmax(Q^pi / tau)``,
-    until V stops changing.  Every evaluation is a dense solve with
+    until V stops changing; it contracts only at rate gamma when tau is large, so
+    ``max_iter`` (None) defaults to ``1000 + 60 / (1 - gamma)`` (enough for 1e-26 at
+    rate gamma).  Every evaluation is a dense solve with
     mixed-precision refinement (:func:`evaluate_ref` with ``refine``), and
     ``err = residual_ref(V) / (1 - gamma)`` certifies the answer.
     """
     P, r = np.asarray(P, dtype=np.float64), np.asarray(r, dtype=np.float64)
     S, A = r.shape
     rows = np.arange(S)
+    if max_iter is None:
+        max_iter = 1000 + int(60 / (1.0 - gamma))
     if tau == 0.0:
         act = np.argmax(r, axis=1)
         for _ in range(max_iter):
