@@ -171,7 +171,8 @@ def policy_iteration_ref(P, r, gamma, tau=0.0, max_iter=None, refine=2):
     tau = 0: Howard's policy iteration on deterministic policies (an action is
     switched only when it improves Q by more than 1e-14 of the scale, so ties
     cannot cycle).  tau > 0: soft policy iteration, ``pi <- softmax(Q^pi / tau)``,
-    until V stops changing; it contracts only at rate gamma when tau is large, so
+    until V stops changing (or stops contracting within 1e4 roundings of |V|: the
+    returned err certifies it either way); it contracts only at rate gamma when tau is large, so
     ``max_iter`` (None) defaults to ``1000 + 60 / (1 - gamma)`` (enough for 1e-26 at
     rate gamma).  Every evaluation is a dense solve with
     mixed-precision refinement (:func:`evaluate_ref` with ``refine``), and
@@ -199,12 +200,16 @@ def policy_iteration_ref(P, r, gamma, tau=0.0, max_iter=None, refine=2):
     else:
         V, Q = evaluate_ref(P, r, policy_ref(r, tau), gamma, tau, refine=refine)
         scale = np.abs(r).max() + tau * np.log(A)
+        last = np.inf
         for _ in range(max_iter):
             V_new, Q = evaluate_ref(P, r, policy_ref(Q, tau), gamma, tau, refine=refine)
             change = np.abs(V_new - V).max()
             V = V_new
-            if change <= 16 * np.finfo(float).eps * (scale + np.abs(V).max()):
+            floor = 16 * np.finfo(float).eps * (scale + np.abs(V).max())
+            # converged, or no longer contracting at the rounding floor (the level depends on the BLAS)
+            if change <= floor or (change <= 1e4 * floor and change >= last):
                 break
+            last = change
         else:
             raise RuntimeError(f"policy_iteration_ref did not stop in {max_iter} iterations")
     return V, residual_ref(P, r, V, gamma, tau) / (1.0 - gamma)
