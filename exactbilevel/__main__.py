@@ -52,18 +52,23 @@ def _solve(args):
     return 0
 
 
-def _experiment(name):
+def _experiment(name, running=False):
+    """``(module, configuration class, description)``; SystemExit for an unknown name or, when
+    ``running``, for a missing optional dependency (the module's ``missing()`` says which)."""
     from .experiments import EXPERIMENTS
 
     if name not in EXPERIMENTS:
         raise SystemExit(f"exactbilevel: unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
+    problem = getattr(EXPERIMENTS[name][0], "missing", lambda: None)() if running else None
+    if problem:
+        raise SystemExit(f"exactbilevel: {name}: {problem}")
     return EXPERIMENTS[name]
 
 
 def _run(args):
     from .experiments.config import ConfigError, load
 
-    module, cls, _ = _experiment(args.experiment)
+    module, cls, _ = _experiment(args.experiment, running=True)
     try:
         cfg = load(cls, args.config, seeds=args.seeds, steps=args.steps)
     except ConfigError as exc:
@@ -80,7 +85,7 @@ def _sweep(args):
     from .experiments.config import ConfigError
     from .experiments.sweep import sweep
 
-    module, cls, _ = _experiment(args.experiment)
+    module, cls, _ = _experiment(args.experiment, running=True)
     out = Path(args.out or f"results/{args.experiment}-sweep")
     try:
         results = sweep(module, cls, args.grid, out, base=args.config, workers=args.workers,

@@ -240,3 +240,13 @@ def test_reduced_happy_tweets_writes_results_and_figures(tmp_path, capsys):
     uniform = np.full((tree.mdp.S, tree.mdp.A), 1 / tree.mdp.A)
     assert summary["reference_happiness"] == pytest.approx(float(tree.sequence_probabilities(uniform) @ vader))
     assert summary["happiest"] == pytest.approx(vader.max())
+
+
+def test_happy_tweets_without_vader_says_what_to_install(tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "vaderSentiment", None)
+    monkeypatch.setitem(sys.modules, "vaderSentiment.vaderSentiment", None)
+    with pytest.raises(SystemExit, match=r'needs vaderSentiment: pip install "exactbilevel\[tweets\]"'):
+        main(["run", "happy-tweets", "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()

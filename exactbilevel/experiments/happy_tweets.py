@@ -98,12 +98,24 @@ class HappyTweets:
         need(self, self.start in ("uniform", "root"), "start", '"uniform" or "root"')
 
 
+_NEEDS = 'the happy-tweets experiment needs vaderSentiment: pip install "exactbilevel[tweets]"'
+
+
+def missing():
+    """What this experiment needs and is not installed (None: nothing)."""
+    try:
+        import vaderSentiment.vaderSentiment  # noqa: F401
+    except ImportError:
+        return _NEEDS
+    return None
+
+
 def vader_scores(texts):
     """VADER's compound score of each text (the empty text scores 0)."""
     try:
         from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-    except ImportError:  # pragma: no cover - depends on the environment
-        raise ImportError('the happy-tweets experiment needs vaderSentiment: pip install "exactbilevel[tweets]"') from None
+    except ImportError:
+        raise ImportError(_NEEDS) from None
     analyzer = SentimentIntensityAnalyzer()
     return np.array([analyzer.polarity_scores(t)["compound"] if t else 0.0 for t in texts])
 
