@@ -58,21 +58,22 @@ class GridworldGoal:
     kappa: float = option(0.01, "weight of kappa/2 |x - xbar|^2")
     xbar: tuple = option((4.5, 4.5), "center of the quadratic term")
     x0: tuple = option((3.0, 6.0), "starting goal position")
-    steps: int = option(1_000_000, "actor-critic steps per run")
+    steps: int = option(2_000_000, "actor-critic steps per run")
     seeds: int = option(10, "seeds per sampled method")
-    log_every: int = option(20_000, "steps between logging points")
+    log_every: int = option(50_000, "steps between logging points")
     tau0: float = option(0.5, "tau_k = tau0 (k+1)^-tau_decay")
     tau_decay: float = option(0.2, "decay exponent of tau")
     tau_fixed: tuple = option((0.5, 0.1), "fixed-tau variants")
-    lam0: float = option(10.0, "lam_k = lam0 (k+1)^lam_growth")
-    lam_growth: float = option(0.2, "growth exponent of lam")
-    alpha0: float = option(1.0, "actors: alpha0 (k+1)^-alpha_decay")
-    alpha_decay: float = option(0.5, "")
-    beta0: float = option(1.0, "critics: beta0 (k+1)^-beta_decay")
-    beta_decay: float = option(0.4, "")
-    zeta0: float = option(0.005, "upper: zeta0 (k+1)^-zeta_decay")
-    zeta_decay: float = option(0.6, "")
-    actor: str = option("pg", "pg or npg")
+    lam0: float = option(2.0, "lam_k = lam0 (k+1)^lam_growth")
+    lam_growth: float = option(0.1, "growth exponent of lam")
+    alpha0: float = option(0.02, "actors: alpha0 (k+1)^-alpha_decay")
+    alpha_decay: float = option(0.1, "")
+    beta0: float = option(0.5, "critics: beta0 (k+1)^-beta_decay")
+    beta_decay: float = option(0.05, "")
+    zeta0: float = option(0.002, "upper: zeta0 (k+1)^-zeta_decay")
+    zeta_decay: float = option(0.3, "")
+    actor: str = option("npg", "pg or npg")
+    optimistic: bool = option(True, "soft critics start at the largest soft value (else at 0)")
     fd_step: float = option(0.25, "finite differences: step h")
     fd_inner: int = option(2000, "finite differences: learner steps per estimate")
     fd_zeta: float = option(0.5, "finite differences: constant upper step")
@@ -134,15 +135,19 @@ def landscape(cfg, prob):
 def methods(cfg):
     """``name -> (method, ActorCriticConfig, seeds)`` for every curve of the figures."""
     common = dict(step_sizes(cfg), actor=cfg.actor, log_every=cfg.log_every, steps=cfg.steps)
-    out = {"decaying tau": ("actor_critic", dict(common, tau=schedules.power(cfg.tau0, cfg.tau_decay)), cfg.seeds)}
+
+    def start(tau):  # the largest soft value, (max r + tau log A) / (1 - gamma), max r = 1 (the bump)
+        return (1.0 + tau * np.log(5)) / (1.0 - cfg.gamma) if cfg.optimistic else 0.0
+
+    decaying = dict(common, tau=schedules.power(cfg.tau0, cfg.tau_decay), critic_init=start(cfg.tau0))
+    out = {"decaying tau": ("actor_critic", decaying, cfg.seeds)}
     for t in cfg.tau_fixed:
-        out[f"fixed tau = {t:g}"] = ("actor_critic", dict(common, tau=t), cfg.seeds)
-    out["partial SGD"] = ("partial_sgd", dict(common, tau=schedules.power(cfg.tau0, cfg.tau_decay)), cfg.seeds)
+        out[f"fixed tau = {t:g}"] = ("actor_critic", dict(common, tau=t, critic_init=start(t)), cfg.seeds)
+    out["partial SGD"] = ("partial_sgd", decaying, cfg.seeds)
     # the same learner-step budget: (2 d + 1) fd_inner learner steps per outer step, d = 2
     fd_steps = max(1, cfg.steps // (5 * cfg.fd_inner))
     out["finite differences"] = ("finite_differences", dict(
-        common, steps=fd_steps, log_every=max(1, fd_steps // 50), tau=schedules.power(cfg.tau0, cfg.tau_decay),
-        zeta=cfg.fd_zeta, alpha=cfg.fd_zeta, beta=cfg.fd_zeta, fd_step=cfg.fd_step, fd_inner=cfg.fd_inner), cfg.seeds)
+        decaying, steps=fd_steps, log_every=max(1, fd_steps // 50), zeta=cfg.fd_zeta, alpha=cfg.fd_zeta, beta=cfg.fd_zeta, fd_step=cfg.fd_step, fd_inner=cfg.fd_inner), cfg.seeds)
     oracle = dict(common, steps=cfg.oracle_steps, log_every=max(1, cfg.oracle_steps // 50), zeta=cfg.oracle_zeta,
                   alpha=cfg.oracle_zeta, beta=cfg.oracle_zeta, tau=schedules.power(cfg.tau0, cfg.tau_decay))
     out["nested (oracle)"] = ("nested_penalty", oracle, 1)
