@@ -286,17 +286,20 @@ def cost_of_policy_gradient(mdp, pi, g_pi):
     ``g_pi`` at pi: ``d^pi(s) Q_c^pi(s, a) = g_pi(s, a)``.
 
     With ``q = g_pi / d^pi`` (row by row), ``c = q - gamma P (sum_a pi q)``: then
-    ``Q_c^pi = q`` (the Bellman equation of Q_c^pi has the unique solution q).  Needs
-    ``d^pi(s) > 0`` in every state (ValueError otherwise); one transposed solve.
+    ``Q_c^pi = q`` (the Bellman equation of Q_c^pi has the unique solution q).  States
+    with ``d^pi(s) = 0`` get ``q = 0`` (f does not see them) and must have
+    ``g_pi(s, .) = 0`` (ValueError otherwise).  One transposed solve.
     """
     check_mdp(mdp)
     pi = check_policy(mdp, pi)
     g_pi = as_float_array("g_pi", g_pi, shape=(mdp.S, mdp.A))
     d = (1.0 - mdp.gamma) * policy_system(mdp, pi).solve(mdp.rho, transpose=True)
-    if np.any(d <= 0):
-        raise ValueError(f"the state occupancy of pi is 0 in state {int(np.argmin(d))}: no occupancy cost "
-                         "reproduces a gradient there (give rho full support)")
-    q = g_pi / d[:, None]
+    unseen = d <= 0
+    if np.any(g_pi[unseen] != 0):
+        s = int(np.flatnonzero(unseen & np.any(g_pi != 0, axis=1))[0])
+        raise ValueError(f"g_pi is not 0 in state {s}, which pi never visits (d^pi = 0): no occupancy cost "
+                         "reproduces it (give rho full support)")
+    q = np.where(unseen[:, None], 0.0, g_pi / np.where(unseen, 1.0, d)[:, None])
     Vq = np.sum(pi * q, axis=1)
     backed, _ = sweep(mdp, np.zeros((mdp.S, mdp.A)), Vq, 0.0)  # gamma P Vq
     return q - backed

@@ -56,7 +56,7 @@ import numba
 import numpy as np
 import scipy.optimize
 
-
+from ._validation import ConvergenceError
 from .actor_critic import (
     ActorCriticConfig, ActorCriticState, compiled_model, learner_steps, run_actor_critic, transition_sampler,
 )
@@ -128,8 +128,8 @@ def _rlhf(problem, config, rng, on_log):
     fit = scipy.optimize.minimize(lambda x: (obj.value(x, pi0), obj.grad_x(x, pi0)), problem.x0, jac=True,
                                   method="L-BFGS-B", bounds=bounds, options=dict(maxiter=10_000, gtol=1e-10))
     if not fit.success:
-        raise RuntimeError(f"rlhf: fitting x to the reference policy failed ({fit.message}); "
-                           "check that f(x, pi_0) is bounded below on the box")
+        raise ConvergenceError(f"rlhf: fitting x to the reference policy failed ({fit.message}); "
+                               "check that f(x, pi_0) is bounded below on the box")
     model, sampler, loop = _learner(problem)
     state = ActorCriticState.initial(problem, config.critic_init)
     state.x = problem.project(fit.x)

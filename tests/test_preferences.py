@@ -219,3 +219,28 @@ def test_bradley_terry_gradient_is_finite_where_pi_underflows_to_zero():
     uniform = np.full_like(pi0, 1 / pi0.shape[1])
     near = obj.grad_pi(x, (1 - 1e-9) * pi0 + 1e-9 * uniform)
     np.testing.assert_allclose(g0, near, rtol=1e-6, atol=1e-8)
+
+
+def test_the_occupancy_cost_of_a_tree_from_its_root_where_pi_never_goes():
+    """From the root, a policy that never takes a token leaves its subtree unvisited (d = 0):
+    the cost there is 0 and the policy gradient of <nu, c> still equals grad_pi f."""
+    tree, obj, _, _, x, pi = bt_case(6)
+    pi = np.array(pi)
+    pi[0, 1] = 0.0  # the root never says the second word
+    pi[0] /= pi[0].sum()
+    c = occupancy_cost(obj, x, pi, tree.mdp)
+    assert np.all(np.isfinite(c))
+    d, _ = eb.occupancy(tree.mdp, pi)
+    assert np.any(d == 0)
+    _, Qc = eb.evaluate(tree.mdp, c, pi)
+    np.testing.assert_allclose(d[:, None] * Qc, obj.grad_pi(x, pi), rtol=1e-9, atol=1e-12)
+
+
+def test_cost_of_policy_gradient_refuses_a_gradient_where_pi_never_goes():
+    tree, obj, _, _, x, pi = bt_case(6)
+    pi = np.array(pi)
+    pi[0, 1] = 0.0
+    pi[0] /= pi[0].sum()
+    g = np.ones((tree.mdp.S, tree.mdp.A))
+    with pytest.raises(ValueError, match="which pi never visits"):
+        eb.objectives.cost_of_policy_gradient(tree.mdp, pi, g)
