@@ -52,10 +52,12 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # benchmark the checkout, installed or not
 
 import numba  # noqa: E402
-import scipy  # noqa: E402
+import scipy.linalg  # noqa: E402
+import scipy.sparse  # noqa: E402
 
 import exactbilevel as eb  # noqa: E402
 from exactbilevel.bellman import sweep  # noqa: E402
+from exactbilevel.evaluation import clear_policy_systems  # noqa: E402
 
 try:
     import quantecon
@@ -169,6 +171,7 @@ class Bench:
         self.t0 = t0 = time.perf_counter()
         self.p = {"dense": dense_problem(self.cfg["dense_S"]), "grid": grid_problem(self.cfg["grid_n"])}
         self.p["grid999"] = Problem(self.p["grid"].mdp.replace(gamma=0.999), self.p["grid"].r)
+        self.p["small"] = grid_problem(45)  # S = 2025: below DENSE_LU_MAX_STATES, solved by sparse LU
         self.qe = {name: self.p[name].qe() for name in ("dense", "grid")}
         self.setup_s = time.perf_counter() - t0
         self.memo, self.log, self.notes = {}, {}, {}
@@ -278,6 +281,31 @@ def evaluate_soft(b):
     return lambda: eb.evaluate(p.mdp, p.r, pi, tau=TAU)
 
 
+def evaluate_small(b):
+    """Cold ``evaluate`` on the small sparse grid: the sparse LU path (S <= 3000)."""
+    p = b.p["small"]
+    pi = eb.policy_from_q(eb.q_values(p.mdp, p.r, np.zeros(p.mdp.S)), TAU)
+
+    def run():
+        clear_policy_systems()
+        return eb.evaluate(p.mdp, p.r, pi, tau=TAU)
+    return run
+
+
+def dense_lu_small(b):
+    """The same evaluation by a dense LU of I - gamma P_pi (the former path below 3000 states)."""
+    p = b.p["small"]
+    pi = eb.policy_from_q(eb.q_values(p.mdp, p.r, np.zeros(p.mdp.S)), TAU)
+    b_pi = eb.evaluation.policy_reward(p.r, pi, TAU)
+    S = p.mdp.S
+
+    def run():  # as the former path: P_pi in CSR, made dense, factorized
+        ptr, idx, val = eb.evaluation.PolicySystem(p.mdp, pi, factor=False)._csr
+        M = np.eye(S) - p.mdp.gamma * scipy.sparse.csr_matrix((val, idx, ptr), shape=(S, S)).toarray()
+        return scipy.linalg.lu_solve(scipy.linalg.lu_factor(M, check_finite=False), b_pi, check_finite=False)
+    return run
+
+
 def cold_process(b):
     def run():
         t0 = time.perf_counter()
@@ -308,6 +336,8 @@ MEASURES = {
     "solve_grid999_soft": our_solve("grid999", TAU, "auto", "big", 120.0),
     "evaluate_grid_soft": (evaluate_soft, "big", 45.0),
     "cold_process": (cold_process, "mid", None),
+    "evaluate_small": (evaluate_small, "cheap", None),
+    "dense_lu_small": (dense_lu_small, "cheap", None),
 }
 
 
@@ -339,6 +369,7 @@ ROWS = [
     ("grid evaluate soft pi [s]", "evaluate_grid_soft", None, Target(1.5)),
     ("grid g=0.999 solve soft 0.1 [s]", "solve_grid999_soft", None, Target(60.0, strict=True)),
     ("second process import+solve [s]", "cold_process", None, Target(1.0, strict=True)),
+    ("sparse evaluate 45x45 vs dense LU", "evaluate_small", "dense_lu_small", None),
     # last: informative only and as slow as the auto solve (auto hands the grid to PI anyway)
     ("grid solve hard PI vs QE MPI", "solve_grid_hard_pi", "qe_mpi_grid", None),
 ]
