@@ -46,6 +46,7 @@ __all__ = [
     "paper_style",
     "rates",
     "save",
+    "tradeoff",
 ]
 
 COLUMN_WIDTH = 3.3  #: inches, one column of a two-column paper
@@ -488,6 +489,46 @@ def curves(groups, x="samples", y="phi0", logx=False, logy=False, band="quantile
 
 
 # ----------------------------------------------------------------------------- rates
+
+def tradeoff(lines, points=None, *, xlabel, ylabel, same_color=None, legend="auto", width="column", height=None):
+    """A trade-off plane (e.g. happiness against KL): exact curves and measured points.
+
+    ``lines``: dict label -> ``(x, y)`` arrays, each drawn as a line with markers (in
+    the order given).  ``points``: dict label -> ``(x, y, (x_lo, x_hi), (y_lo, y_hi))``,
+    each drawn as a marker with its error bars (e.g. the median and the 10%-90%
+    quantiles of final values over seeds).  ``same_color``: dict point label -> line
+    label whose color the point takes (the measured counterpart of an exact curve).
+    """
+    if not isinstance(lines, Mapping) or not lines:
+        raise TypeError("lines must be a non-empty dict label -> (x, y)")
+    points = {} if points is None else points
+    if not isinstance(points, Mapping):
+        raise TypeError("points must be a dict label -> (x, y, (x_lo, x_hi), (y_lo, y_hi))")
+    _check_legend(legend)
+    same_color = {} if same_color is None else dict(same_color)
+    names = list(dict.fromkeys([*lines, *(p for p in points if p not in same_color)]))
+    with paper_style():
+        w = _width(width)
+        fig = Figure(figsize=(w, height or 0.72 * w), layout="constrained")
+        ax = fig.add_subplot()
+        handles = []
+        for label, (xv, yv) in lines.items():
+            xv, yv = np.asarray(xv, dtype=float), np.asarray(yv, dtype=float)
+            if xv.shape != yv.shape or xv.ndim != 1:
+                raise ValueError(f"lines[{label!r}]: x and y must be 1-d arrays of one length")
+            (h,) = ax.plot(xv, yv, color=_color(names.index(label)), lw=1.0, marker="o", ms=2.5, label=label,
+                           zorder=2)
+            handles.append(h)
+        for label, (xm, ym, (xl, xh), (yl, yh)) in points.items():
+            c = _color(names.index(same_color.get(label, label)))
+            h = ax.errorbar([xm], [ym], xerr=[[xm - xl], [xh - xm]], yerr=[[ym - yl], [yh - ym]], color=c,
+                            marker="D", ms=4, lw=0.8, capsize=2, ls="none", label=label, zorder=3)
+            handles.append(h)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        _legend(ax, handles, "", legend, 3, 1, height)
+    return fig
+
 
 def _fmt(v):
     return f"{v:.3g}"

@@ -223,7 +223,7 @@ def test_reduced_happy_tweets_writes_results_and_figures(tmp_path, capsys):
     summary = json.loads((tmp_path / "res" / "summary.json").read_text())
     assert summary["methods"] == ["bilevel, decaying tau", "bilevel, tau = 1", "RLHF", "partial SGD",
                                   "hyper-gradient (oracle)"]
-    for stem in ("happiness", "kl"):
+    for stem in ("happiness", "kl", "tradeoff"):
         assert (tmp_path / "res" / f"{stem}.png").stat().st_size > 1000
         assert (tmp_path / "res" / f"{stem}.pdf").exists()
     cfg = load(T.HappyTweets, tmp_path / "t.toml")
@@ -239,6 +239,21 @@ def test_reduced_happy_tweets_writes_results_and_figures(tmp_path, capsys):
     assert np.all(rlhf["x"] == rlhf["x"][0]) and np.any(rlhf["x"][0] != 0)
     uniform = np.full((tree.mdp.S, tree.mdp.A), 1 / tree.mdp.A)
     assert summary["reference_happiness"] == pytest.approx(float(tree.sequence_probabilities(uniform) @ vader))
+    # the exact trade-off: RLHF's points are pi*_tau of the fitted x, scored here independently
+    front = np.load(tmp_path / "res" / "frontier.npz")
+    problem, _ = T.build(cfg)
+    x = rlhf["x"][0]
+    nxt = problem.mdp.P.indices.reshape(problem.mdp.S, problem.mdp.A)  # deterministic: one successor each
+    for tau, (kl, happy) in zip(front["tau"], front["rlhf"]):
+        pi = eb.solve(problem.mdp, problem.reward.value(x), float(tau), tol=1e-10).pi
+        p = []
+        for y in tree.sequences():  # the product of pi along the walk, then END unless at the horizon
+            s, prob = 0, 1.0
+            for t in y:
+                s, prob = nxt[s, t], prob * pi[s, t]
+            p.append(prob * (1.0 if len(y) == cfg.horizon else pi[s, len(cfg.vocab)]))
+        assert happy == pytest.approx(float(np.array(p) @ vader), abs=1e-9)
+        assert kl >= -1e-12 and np.all(np.abs(front["bilevel"][:, 1]) <= 1)
     assert summary["happiest"] == pytest.approx(vader.max())
 
 

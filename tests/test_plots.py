@@ -285,3 +285,32 @@ def test_paper_style_sizes():
     ax = fig.axes[0]
     assert not ax.spines["top"].get_visible() and not ax.spines["right"].get_visible()
     assert ax.xaxis.label.get_fontsize() == pytest.approx(8)
+
+
+def test_tradeoff_draws_the_lines_and_the_points_with_their_bars():
+    lines = {"exact A": ([0.0, 1.0, 2.0], [0.1, 0.5, 0.6]), "exact B": ([0.5, 1.5], [0.2, 0.7])}
+    points = {"A measured": (1.2, 0.45, (0.9, 1.6), (0.3, 0.5)), "C measured": (0.7, 0.3, (0.6, 0.8), (0.25, 0.35))}
+    fig = plots.tradeoff(lines, points, xlabel="KL", ylabel="happiness", same_color={"A measured": "exact A"})
+    ax = fig.axes[0]
+    drawn = {ln.get_label(): ln for ln in main_lines(ax)}
+    for label, (x, y) in lines.items():
+        np.testing.assert_array_equal(drawn[label].get_xdata(), x)
+        np.testing.assert_array_equal(drawn[label].get_ydata(), y)
+    containers = {c.get_label(): c for c in ax.containers}
+    marker, caps, (xbar, ybar) = containers["A measured"]
+    assert marker.get_xdata()[0] == 1.2 and marker.get_ydata()[0] == 0.45
+    np.testing.assert_allclose(xbar.get_segments()[0], [[0.9, 0.45], [1.6, 0.45]])
+    np.testing.assert_allclose(ybar.get_segments()[0], [[1.2, 0.3], [1.2, 0.5]])
+    assert marker.get_color() == drawn["exact A"].get_color()  # the measured counterpart
+    assert containers["C measured"][0].get_color() not in (drawn["exact A"].get_color(),
+                                                           drawn["exact B"].get_color())
+    assert ax.get_xlabel() == "KL" and ax.get_ylabel() == "happiness"
+
+
+def test_tradeoff_bad_input():
+    with pytest.raises(TypeError, match="lines must be a non-empty dict"):
+        plots.tradeoff({}, xlabel="x", ylabel="y")
+    with pytest.raises(ValueError, match="1-d arrays of one length"):
+        plots.tradeoff({"a": ([0, 1], [0])}, xlabel="x", ylabel="y")
+    with pytest.raises(TypeError, match="points must be a dict"):
+        plots.tradeoff({"a": ([0, 1], [0, 1])}, points=[1], xlabel="x", ylabel="y")

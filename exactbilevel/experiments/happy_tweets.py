@@ -24,7 +24,10 @@ Outputs (in the results folder): ``runs/<method>/seed<k>.npz`` (+ ``.json``) wit
 the columns ``happiness`` (true happiness ``E_{y ~ pi_phi}[vader(y)]`` of the
 learned policy) and ``kl`` (``KL(p_{pi_phi} || p_ref)`` over tweets) beside the
 ground-truth diagnostics; ``summary.json`` (final values over seeds); figures
-``happiness.{png,pdf}`` and ``kl.{png,pdf}`` against environment samples.
+``happiness.{png,pdf}`` and ``kl.{png,pdf}`` against environment samples;
+``frontier.npz`` and ``tradeoff.{png,pdf}``: the exact happiness-KL trade-off of
+RLHF and of the bilevel solution over tau (:func:`frontier`), with the sampled
+methods' final points (median, 10-90% over seeds).
 
 Needs the ``vaderSentiment`` package (``pip install "exactbilevel[tweets]"``).
 """
@@ -32,6 +35,7 @@ Needs the ``vaderSentiment`` package (``pip install "exactbilevel[tweets]"``).
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +84,7 @@ class HappyTweets:
     actor: str = option("npg", "pg or npg")
     oracle_steps: int = option(100, "outer steps of the exact hyper-gradient descent")
     oracle_zeta: float = option(1.0, "its constant step size")
+    frontier_taus: tuple = option((0.25, 4.0), "the exact trade-off figure: tau from ... to ... (7 values)")
 
     def check(self):
         need(self, len(self.vocab) >= 1 and all(isinstance(w, str) and w for w in self.vocab)
@@ -92,6 +97,8 @@ class HappyTweets:
             need(self, getattr(self, key) > 0, key, "> 0")
         for key in ("temperature", "kappa", "tau_decay", "lam_growth", "alpha_decay", "beta_decay", "zeta_decay"):
             need(self, getattr(self, key) >= 0, key, ">= 0")
+        need(self, len(self.frontier_taus) == 2 and 0 < self.frontier_taus[0] <= self.frontier_taus[1],
+             "frontier_taus", "[lo, hi] with 0 < lo <= hi")
         for key in ("steps", "seeds", "log_every", "linearize_every", "oracle_steps"):
             need(self, getattr(self, key) >= 1, key, "an integer >= 1")
         need(self, self.actor in ("pg", "npg"), "actor", '"pg" or "npg"')
@@ -185,6 +192,33 @@ def methods(cfg):
     }
 
 
+def frontier(cfg, problem, metrics):
+    """The exact trade-off of each approach over the KL weight tau (no sampling):
+    ``(taus, rlhf, bilevel)`` with rows ``(KL, happiness)`` of pi*_tau(x) for RLHF's x
+    (fitted once to the reference policy) and for the x that exact hyper-gradient descent
+    on Phi_tau reaches from 0 (``oracle_steps`` steps of ``oracle_zeta``)."""
+    import warnings
+
+    from ..actor_critic import ActorCriticConfig, ScheduleWarning
+    from ..runner import run
+
+    taus = np.geomspace(cfg.frontier_taus[0], cfg.frontier_taus[1], 7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ScheduleWarning)
+        fit = run(problem, ActorCriticConfig(steps=1, tau=1.0, alpha=1.0, beta=1.0, zeta=1.0, diagnostics=False),
+                  method="rlhf")["x"][0]
+        out = {"RLHF": [], "bilevel": []}
+        for t in taus:
+            oracle = ActorCriticConfig(steps=cfg.oracle_steps, tau=float(t), alpha=cfg.oracle_zeta,
+                                       beta=cfg.oracle_zeta, zeta=cfg.oracle_zeta, diagnostics=False,
+                                       log_every=cfg.oracle_steps)
+            x_bilevel = run(problem, oracle, method="hypergradient")["x"][-1]
+            for name, x in (("RLHF", fit), ("bilevel", x_bilevel)):
+                pi = solve(problem.mdp, problem.reward.value(x), float(t), tol=1e-10).pi
+                out[name].append((metrics.tree.kl_to_uniform(pi), metrics.happiness(pi)))
+    return taus, np.array(out["RLHF"]), np.array(out["bilevel"])
+
+
 def summarize(runs):
     """Final values over seeds (median and 10-90% quantiles)."""
     rows = []
@@ -219,6 +253,10 @@ def run_experiment(cfg, out, workers=1, progress=True):
     todo = [(setup, cfg, name, method, kw, seed, out) for name, (method, kw, n) in methods(cfg).items()
             for seed in range(n)]
     run_tasks(run_one, todo, workers, progress, NAME)
+    taus, rlhf, bilevel = frontier(cfg, problem, metrics)
+    tmp = out / "frontier.tmp.npz"
+    np.savez(tmp, tau=taus, rlhf=rlhf, bilevel=bilevel)
+    os.replace(tmp, out / "frontier.npz")
     names = list(methods(cfg))
     rows = summarize(load_runs(out, names))
     write_atomic(out / "config.toml", dumps(cfg))
@@ -248,3 +286,21 @@ def figures(out):
             ax.annotate("exact bilevel optimum (oracle)", (0.02, level), xycoords=("axes fraction", "data"),
                         xytext=(0, -3), textcoords="offset points", fontsize="small", color="0.35", va="top")
         plots.save(fig, out / stem)
+    front = np.load(out / "frontier.npz")
+    points = {}
+    for name, traces in sampled.items():
+        if "decaying" in name:  # another problem (tau -> 0): not on these curves
+            continue
+        kl = np.array([t["kl"][-1] for t in traces])
+        happy = np.array([t["happiness"][-1] for t in traces])
+        points[f"{name}, sampled"] = (float(np.median(kl)), float(np.median(happy)),
+                                      tuple(np.quantile(kl, [0.1, 0.9])), tuple(np.quantile(happy, [0.1, 0.9])))
+    lines = {}
+    for key, label in (("rlhf", r"RLHF, exact over $\tau$"), ("bilevel", r"bilevel, exact over $\tau$")):
+        order = np.argsort(front[key][:, 0])  # along KL: the frontier in this plane
+        lines[label] = (front[key][order, 0], front[key][order, 1])
+    same = {p: (r"RLHF, exact over $\tau$" if p.startswith("RLHF") else r"bilevel, exact over $\tau$")
+            for p in points if p.startswith(("RLHF", "bilevel"))}
+    fig = plots.tradeoff(lines, points, same_color=same, xlabel=r"KL$(\pi \,\|\, \pi_{\mathrm{ref}})$ (nats)",
+                         ylabel=r"true happiness $E_{\pi}[\mathrm{VADER}(y)]$")
+    plots.save(fig, out / "tradeoff")
