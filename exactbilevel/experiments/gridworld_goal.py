@@ -154,8 +154,6 @@ def methods(cfg):
     return out
 
 
-
-
 def setup(cfg):
     """``(problem, metrics)`` of one run (no extra metrics)."""
     return problem(cfg), None
@@ -182,8 +180,6 @@ def table(rows):
         lines.append(f"{r['method']:20s} {r['seeds']:5d} {r['phi0_median']:12.4f} [{r['phi0_q10']:8.4f}, {r['phi0_q90']:8.4f}]"
                      f"   ({r['x_mean'][0]:5.2f}, {r['x_mean'][1]:5.2f}) {r['samples']:12d}")
     return "\n".join(lines)
-
-
 
 
 def run_experiment(cfg, out, workers=1, progress=True):

@@ -103,8 +103,6 @@ def methods(cfg):
             "fixed tau": dict(common, tau=cfg.tau0)}
 
 
-
-
 def setup(cfg):
     """``(problem, metrics)`` of one run (no extra metrics)."""
     return problem(cfg)[0], None
@@ -157,8 +155,6 @@ def entropy_sweep(cfg, prob, x):
         implicit.append(np.linalg.norm(hypergradient(mdp, reward, obj, x, tau, solution=sol, full_output=True).implicit))
     bound = taus * np.log(mdp.A) / (1 - mdp.gamma)
     return taus, np.array(bias), bound, np.array(implicit), action_gap(mdp, reward, x)
-
-
 
 
 def run_experiment(cfg, out, workers=1, progress=True):
