@@ -20,10 +20,16 @@ policy, then RL at fixed tau), partial SGD (the reward model refitted on the cur
 policy's pairs, ignoring how the policy moves with it) and the exact hyper-gradient
 descent on Phi_tau (oracle; plotted against k, not samples).
 
+Choices: rho uniform over all states (exploring starts; ``start``), the soft
+critics starting at the soft value of the uniform policy under a zero reward
+(``critic_init``), the objective linearized every ``linearize_every`` steps.
+
 Outputs (in the results folder): ``runs/<method>/seed<k>.npz`` (+ ``.json``) with
-the columns ``happiness`` (true happiness ``E_{y ~ pi_phi}[vader(y)]`` of the
-learned policy) and ``kl`` (``KL(p_{pi_phi} || p_ref)`` over tweets) beside the
-ground-truth diagnostics; ``summary.json`` (final values over seeds); figures
+the exact columns ``happiness`` (true happiness ``E_{y ~ pi_phi}[vader(y)]`` of the
+learned policy), ``kl`` (``KL(p_{pi_phi} || p_ref)`` over tweets) and ``star`` (of
+pi*_tau(x) at the fixed tau: happiness, KL, Phi_tau) (:class:`Metrics`; the general
+diagnostics of spec section 5 are off here: the exact penalized policy of this
+objective costs seconds per logging point); ``summary.json`` (final values over seeds); figures
 ``happiness.{png,pdf}`` and ``kl.{png,pdf}`` against environment samples;
 ``frontier.npz`` and ``tradeoff.{png,pdf}``: the exact happiness-KL trade-off of
 RLHF and of the bilevel solution over tau (:func:`frontier`), with the sampled
