@@ -133,6 +133,13 @@ def _width(width):
     raise ValueError(f"width must be 'column', 'page' or a positive number of inches, got {width!r}")
 
 
+def _single_axes(width, height):
+    """A one-panel figure, ``width`` ("column", "page" or inches) by ``height`` (None: 0.72 width)."""
+    w = _width(width)
+    fig = Figure(figsize=(w, height or 0.72 * w), layout="constrained")
+    return fig, fig.add_subplot()
+
+
 # ----------------------------------------------------------------------------- landscapes
 
 def _grid(name, value):
@@ -458,10 +465,7 @@ def curves(groups, x="samples", y="phi0", logx=False, logy=False, band="quantile
     """
     groups = _check_curve_args(groups, band, x, y, legend)
     with paper_style():
-        w = _width(width)
-        fig = Figure(figsize=(w, height or 0.72 * w),
-                     layout="constrained")
-        ax = fig.add_subplot()
+        fig, ax = _single_axes(width, height)
         handles = []
         common, most = _common_count(groups)
         for i, (name, traces) in enumerate(groups.items()):
@@ -508,9 +512,7 @@ def tradeoff(lines, points=None, *, xlabel, ylabel, same_color=None, legend="aut
     same_color = {} if same_color is None else dict(same_color)
     names = list(dict.fromkeys([*lines, *(p for p in points if p not in same_color)]))
     with paper_style():
-        w = _width(width)
-        fig = Figure(figsize=(w, height or 0.72 * w), layout="constrained")
-        ax = fig.add_subplot()
+        fig, ax = _single_axes(width, height)
         handles = []
         for label, (xv, yv) in lines.items():
             xv, yv = np.asarray(xv, dtype=float), np.asarray(yv, dtype=float)
@@ -564,10 +566,7 @@ def rates(groups, y, window=(0.5, 1.0), theory=None, *, x="k", level=0.95, n_boo
         theory = {str(k): float(v) for k, v in theory.items()}
     fits = {}
     with paper_style():
-        w = _width(width)
-        fig = Figure(figsize=(w, height or 0.72 * w),
-                     layout="constrained")
-        ax = fig.add_subplot()
+        fig, ax = _single_axes(width, height)
         handles = []
         for i, (name, traces) in enumerate(groups.items()):
             kv, Y = _stack(name, _column(traces, x, "x", name), _column(traces, y, "y", name), interpolate=False)

@@ -43,16 +43,19 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .. import schedules
+from ..actor_critic import ActorCriticConfig, ScheduleWarning
 from ..gradients import softmax_policy
 from ..preferences import BradleyTerryObjective, negation_features, prefix_tree
 from ..problem import BilevelProblem
 from ..rewards import LinearReward
+from ..runner import run
 from ..solvers import solve
 from .config import dumps, need, option
 from .runs import load_runs, run_one, run_tasks, spread, step_sizes, write_atomic
@@ -203,11 +206,6 @@ def frontier(cfg, problem, metrics):
     ``(taus, rlhf, bilevel)`` with rows ``(KL, happiness)`` of pi*_tau(x) for RLHF's x
     (fitted once to the reference policy) and for the x that exact hyper-gradient descent
     on Phi_tau reaches from 0 (``oracle_steps`` steps of ``oracle_zeta``)."""
-    import warnings
-
-    from ..actor_critic import ActorCriticConfig, ScheduleWarning
-    from ..runner import run
-
     taus = np.geomspace(cfg.frontier_taus[0], cfg.frontier_taus[1], 7)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ScheduleWarning)
