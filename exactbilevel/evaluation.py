@@ -38,6 +38,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from . import _kernels
+from . import _multigrid_kernels as _mg
 from ._validation import ConvergenceError, as_float_array, check_tau
 from .bellman import check_mdp, check_reward, sweep
 
@@ -86,7 +87,7 @@ class PolicySystem:
             ptr, idx, val = _kernels.policy_matrix_csr(*mdp.csr, pi)
             self._csr = (ptr, idx, val)
             self._csr_T = None
-            self._mg = [None, None]
+            self._mg = None
             if factor and S <= DENSE_LU_MAX_STATES:  # sparse LU (SuperLU): no dense S x S matrix
                 M = sp.csr_matrix((val, idx, ptr), shape=(S, S))
                 self._lu = spla.splu((sp.identity(S, format="csc") - mdp.gamma * M).tocsc())
@@ -103,7 +104,7 @@ class PolicySystem:
         P_pi (no LU factorization): the refilled matrices of policy iteration."""
         self = cls.__new__(cls)
         self.mdp, self.gamma, self._lu = mdp, mdp.gamma, None
-        self._csr, self._csr_T, self._mg = csr, None, [None, None]
+        self._csr, self._csr_T, self._mg = csr, None, None
         return self
 
     def _csr_of(self, transpose):
@@ -139,11 +140,10 @@ class PolicySystem:
         M = self._dense
         return v - g * (M.T @ v if transpose else M @ v)
 
-    def _multigrid(self, transpose):
-        key = 1 if transpose else 0
-        if self._mg[key] is None:
-            self._mg[key] = _Multigrid(*self._csr_of(transpose), self.gamma)
-        return self._mg[key]
+    def _multigrid(self):
+        if self._mg is None:
+            self._mg = _Multigrid(*self._csr, self.gamma)
+        return self._mg
 
     def solve(self, b, transpose=False, x0=None, rtol=1e-12, maxiter=50):
         """Solve the system; see the class docstring for the guarantee.
@@ -166,10 +166,10 @@ class PolicySystem:
             return np.zeros_like(b)
         S = b.shape[0]
         if self.mdp.is_sparse:
-            mg = self._multigrid(transpose)
+            mg = self._multigrid()
 
             def correction(res, rel):
-                return mg.solve(res, rel)
+                return mg.solve(res, rel, transpose)
         else:
             op = spla.LinearOperator((S, S), matvec=lambda v: self.matvec(v, transpose), dtype=np.float64)
 
@@ -198,88 +198,110 @@ class PolicySystem:
 
 
 class _Multigrid:
-    """Aggregation multigrid for ``A = I - gamma M`` (M a CSR matrix with
-    nonnegative entries and row sums <= 1, so A is a row-diagonally dominant
-    nonsingular M-matrix), used as the preconditioner of BiCGSTAB.
+    """Aggregation multigrid for ``A = I - gamma M`` and ``A^T`` (M a CSR
+    matrix with nonnegative entries and row sums <= 1, so A is a
+    row-diagonally dominant nonsingular M-matrix), the preconditioner of a
+    compiled BiCGSTAB (:func:`~exactbilevel._multigrid_kernels.bicgstab`).
 
-    Setup: the states are relabelled in flow order
-    (:func:`~exactbilevel._kernels.flow_order`: each after its most likely
-    successor), which makes the Gauss-Seidel sweeps follow the flow of the
-    chain and keeps their memory access local; then levels by double pairwise
-    aggregation (:func:`~exactbilevel._kernels.pairwise_aggregate` twice,
+    Setup, once for both systems: the states are relabelled in flow order
+    (:func:`~exactbilevel._multigrid_kernels.flow_order`: each after its most
+    likely successor), which makes the forward Gauss-Seidel sweeps follow the
+    flow of the chain and keeps their memory access local; then levels by
+    double pairwise aggregation
+    (:func:`~exactbilevel._multigrid_kernels.pairwise_aggregate` twice,
     aggregates of up to about 4 states) with the Galerkin coarse matrices
     ``P^T A P`` of the piecewise-constant prolongation P
-    (:func:`~exactbilevel._kernels.galerkin`; they stay diagonally dominant
-    M-matrices), down to ``MULTIGRID_COARSE_STATES`` states, solved by dense
-    LU.  Should the aggregation stall above ``DENSE_LU_MAX_STATES`` states, the
-    last level is smoothed instead of solved.
+    (:func:`~exactbilevel._multigrid_kernels.galerkin`; they stay diagonally
+    dominant M-matrices), down to ``MULTIGRID_COARSE_STATES`` states, solved
+    by a dense inverse.  Should the aggregation stall above
+    ``DENSE_LU_MAX_STATES`` states, the last level is smoothed instead of
+    solved.  The levels are stacked into one block-diagonal matrix; the
+    transposed system uses the transposed stack (built on first use), on
+    which the same cycle is the exact transpose of the cycle on A, so both
+    systems see the same preconditioned spectrum.
 
-    Cycle: V(1, 1) with a forward Gauss-Seidel pre-sweep and a backward
-    post-sweep.  Measured on the 1000 x 1000 GridWorld at gamma = 0.99 with the
-    soft-optimal policy (tau = 0.1): 23 BiCGSTAB iterations to a relative
-    residual of 1e-13 (33 for the transposed system), against 100-200+ GMRES
-    iterations with one flow-ordered Gauss-Seidel sweep as preconditioner.
+    Cycle: V(1, 1), forward Gauss-Seidel pre-sweep and backward post-sweep
+    (:func:`~exactbilevel._multigrid_kernels.vcycle`).
     """
 
     def __init__(self, indptr, indices, data, gamma):
-        S = indptr.shape[0] - 1
-        self.order = _kernels.flow_order(indptr, indices, data)
-        lev = _kernels.permuted_split(indptr, indices, data, gamma, self.order)
-        self.levels, self.aggs, self.lu = [lev], [], None
+        self.order = _mg.flow_order(indptr, indices, data)
+        lev = _mg.permuted_split(indptr, indices, data, gamma, self.order)
+        levels, aggs, coarse = [lev], [], None
         while True:
             n = lev[3].shape[0]
             if n <= MULTIGRID_COARSE_STATES:
-                self.lu = sla.lu_factor(_kernels.split_dense(*lev), check_finite=False)
+                coarse = _mg.split_dense(*lev)
                 break
-            agg1, n1 = _kernels.pairwise_aggregate(*lev[:3])
-            mid = _kernels.galerkin(*lev, agg1, n1)
-            agg2, nc = _kernels.pairwise_aggregate(*mid[:3])
+            agg1, n1 = _mg.pairwise_aggregate(*lev[:3])
+            mid = _mg.galerkin(*lev, agg1, n1)
+            agg2, nc = _mg.pairwise_aggregate(*mid[:3])
             if nc > 0.9 * n:  # the aggregation stalls
                 if n <= DENSE_LU_MAX_STATES:
-                    self.lu = sla.lu_factor(_kernels.split_dense(*lev), check_finite=False)
+                    coarse = _mg.split_dense(*lev)
                 break
-            self.aggs.append(agg2[agg1])
-            lev = _kernels.galerkin(*mid, agg2, nc)
-            self.levels.append(lev)
-        self.S = S
-        self._op = spla.LinearOperator((S, S), matvec=self._matvec, dtype=np.float64)
-        self._prec = spla.LinearOperator((S, S), matvec=self.vcycle, dtype=np.float64)
+            aggs.append(agg2[agg1])
+            lev = _mg.galerkin(*mid, agg2, nc)
+            levels.append(lev)
+        sizes = np.array([lv[3].shape[0] for lv in levels])
+        lo = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        nnz = np.concatenate([[0], np.cumsum([lv[1].shape[0] for lv in levels])])
+        self.lo = lo
+        self.optr = np.concatenate([lv[0][:-1] + nnz[i] for i, lv in enumerate(levels)] + [nnz[-1:]])
+        self.oidx = np.concatenate([lv[1] + lo[i] for i, lv in enumerate(levels)])
+        self.oval = np.concatenate([lv[2] for lv in levels])
+        self.diag = np.concatenate([lv[3] for lv in levels])
+        self.agg = np.concatenate([a + lo[i + 1] for i, a in enumerate(aggs)] + [np.zeros(0, np.int64)])
+        self.coarse_inv = np.linalg.inv(coarse) if coarse is not None else np.zeros((0, 0))
+        self.iterations = []  # BiCGSTAB iterations of each solve, for diagnostics
+        self._T = None
 
-    def _matvec(self, v):
-        out = np.empty(self.S)
-        _kernels.split_matvec(*self.levels[0], np.ascontiguousarray(v, dtype=np.float64), out)
-        return out
+    @property
+    def sizes(self):
+        """States per level, finest first."""
+        return np.diff(self.lo)
 
-    def vcycle(self, b, level=0):
-        """One V(1, 1) cycle from x = 0 for ``A_level x = b`` (permuted labels)."""
-        b = np.ascontiguousarray(b, dtype=np.float64)
-        lev = self.levels[level]
-        if level == len(self.levels) - 1:
-            if self.lu is not None:
-                return sla.lu_solve(self.lu, b, check_finite=False)
-            x = np.zeros_like(b)
-            _kernels.gs_split(*lev, False, b, x)
-            _kernels.gs_split(*lev, True, b, x)
-            return x
-        x = np.zeros_like(b)
-        _kernels.gs_split(*lev, False, b, x)
-        r = np.empty_like(b)
-        _kernels.residual_split(*lev, b, x, r)
-        agg = self.aggs[level]
-        rc = np.empty(self.levels[level + 1][3].shape[0])
-        _kernels.restrict_sum(agg, r, rc)
-        _kernels.prolong_add(agg, self.vcycle(rc, level + 1), x)
-        _kernels.gs_split(*lev, True, b, x)
+    def _stack(self, transpose):
+        if not transpose:
+            return self.optr, self.oidx, self.oval, self.diag, self.lo, self.agg, self.coarse_inv
+        if self._T is None:
+            N = self.diag.shape[0]
+            T = sp.csr_matrix((self.oval, self.oidx, self.optr), shape=(N, N)).T.tocsr()
+            T.sort_indices()
+            self._T = (T.indptr.astype(np.int64), T.indices.astype(np.int64), T.data,
+                       np.ascontiguousarray(self.coarse_inv.T))
+        ptr, idx, val, cinv = self._T
+        return ptr, idx, val, self.diag, self.lo, self.agg, cinv
+
+    def vcycle(self, b, transpose=False):
+        """One V-cycle for ``A x = b`` (``A^T`` with ``transpose``), permuted labels."""
+        N = self.diag.shape[0]
+        x = np.empty(self.lo[1])
+        _mg.vcycle(*self._stack(transpose), np.ascontiguousarray(b, dtype=np.float64), x,
+                   np.empty(N), np.empty(N))
         return x
 
-    def solve(self, b, rtol):
-        """Approximate solution of ``A x = b`` (original labels) to a relative
-        2-norm residual of about ``rtol``: BiCGSTAB, GMRES(50) should BiCGSTAB
-        break down.  No guarantee: the caller refines on the true residual."""
-        bp = b[self.order]
-        xp, info = spla.bicgstab(self._op, bp, M=self._prec, rtol=rtol, atol=0.0, maxiter=200)
-        if info != 0 or not np.all(np.isfinite(xp)):
-            xp, _info = spla.gmres(self._op, bp, M=self._prec, rtol=rtol, atol=0.0, restart=50, maxiter=10)
+    def solve(self, b, rtol, transpose=False):
+        """Approximate solution of ``A x = b`` (``A^T``; original labels) to a
+        relative 2-norm residual of about ``rtol``: compiled BiCGSTAB, scipy's
+        GMRES(50) with the same cycle should BiCGSTAB break down.  No
+        guarantee: the caller refines on the true residual."""
+        stack = self._stack(transpose)
+        bp = np.ascontiguousarray(b[self.order])
+        xp = np.empty_like(bp)
+        status, its = _mg.bicgstab(*stack, bp, rtol, 200, xp)
+        self.iterations.append(int(its))
+        if status != 0 or not np.all(np.isfinite(xp)):
+            n = bp.shape[0]
+
+            def matvec(v):
+                out = np.empty(n)
+                _mg.split_matvec(*stack[:4], n, np.ascontiguousarray(v, dtype=np.float64), out)
+                return out
+
+            op = spla.LinearOperator((n, n), matvec=matvec, dtype=np.float64)
+            prec = spla.LinearOperator((n, n), matvec=lambda v: self.vcycle(v, transpose), dtype=np.float64)
+            xp, _info = spla.gmres(op, bp, M=prec, rtol=rtol, atol=0.0, restart=50, maxiter=10)
         x = np.empty_like(xp)
         x[self.order] = xp
         return x

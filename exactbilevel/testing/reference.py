@@ -39,6 +39,7 @@ __all__ = [
     "permuted_system_ref",
     "galerkin_ref",
     "gauss_seidel_ref",
+    "vcycle_ref",
 ]
 
 _LD = np.longdouble
@@ -339,3 +340,28 @@ def gauss_seidel_ref(A, b, x, reverse=False):
     for s in (range(n - 1, -1, -1) if reverse else range(n)):
         x[s] = (b[s] - A[s] @ x + A[s, s] * x[s]) / A[s, s]
     return x
+
+
+def vcycle_ref(As, aggs, b, coarse_solve=True):
+    """One V(1, 1) cycle from zero for ``As[0] x = b``, dense and recursive.
+
+    ``As[l]`` is the dense matrix of level l, ``aggs[l]`` maps the states of
+    level l to aggregates of level l + 1 (piecewise-constant prolongation
+    ``P_l[i, aggs[l][i]] = 1``).  Per level: a forward Gauss-Seidel sweep from
+    zero, the residual restricted by ``P_l^T``, the next level's cycle,
+    the correction prolonged by ``P_l``, a backward sweep.  The last level is
+    solved exactly (``coarse_solve``) or by a forward and a backward sweep.
+    """
+    A = np.asarray(As[0], dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if len(As) == 1:
+        if coarse_solve:
+            return np.linalg.solve(A, b)
+        x = gauss_seidel_ref(A, b, np.zeros_like(b))
+        return gauss_seidel_ref(A, b, x, reverse=True)
+    agg = np.asarray(aggs[0])
+    x = gauss_seidel_ref(A, b, np.zeros_like(b))
+    rc = np.bincount(agg, weights=b - A @ x, minlength=np.asarray(As[1]).shape[0])
+    x = x + vcycle_ref(As[1:], aggs[1:], rc, coarse_solve)[agg]
+    return gauss_seidel_ref(A, b, x, reverse=True)
+

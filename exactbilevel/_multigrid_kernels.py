@@ -1,0 +1,383 @@
+"""Numba kernels of the aggregation multigrid (private).
+
+The multigrid of :class:`exactbilevel.evaluation.PolicySystem` solves
+``A x = b`` and ``A^T y = c`` for ``A = I - gamma M``, M the (S, S) CSR policy
+matrix (nonnegative, row sums <= 1, so A is a row-diagonally dominant
+nonsingular M-matrix).  Kernels assume what the caller checked: C-contiguous
+arrays of consistent shapes and dtypes, column indices in range.  Plain-numpy
+references live in :mod:`exactbilevel.testing.reference`; the tests compare.
+
+A level of the hierarchy is stored "split": its diagonal ``diag`` and the CSR
+arrays ``(optr, oidx, oval)`` of its off-diagonal part (entries <= 0).  The
+solve kernels take all levels stacked into one block-diagonal split matrix:
+level l owns rows ``lo[l]:lo[l + 1]`` and its column indices are global, and
+``agg[i]`` (for i on every level but the last) is the global row of the
+aggregate that i belongs to on the next level.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+@njit(cache=True)
+def flow_order(indptr, indices, data):
+    """States ordered so that each comes after its most likely successor.
+
+    For the (S, S) CSR matrix M, let m(s) = argmax_{t != s} M[s, t] (s itself for
+    a row with no other entry).  States on cycles of m have depth 0; every other
+    state has depth(m(s)) + 1.  Returns the states sorted by depth (stable): a
+    Gauss-Seidel sweep in this order solves a deterministic chain in one pass.
+    The multigrid of :mod:`exactbilevel.evaluation` relabels states in this order.
+    """
+    S = indptr.shape[0] - 1
+    succ = np.empty(S, dtype=np.int64)
+    for s in range(S):
+        best = s
+        bval = -1.0
+        for k in range(indptr[s], indptr[s + 1]):
+            t = indices[k]
+            if t != s and data[k] > bval:
+                bval = data[k]
+                best = t
+        succ[s] = best
+    state = np.zeros(S, dtype=np.int8)  # 0 new, 1 on the current path, 2 done
+    depth = np.zeros(S, dtype=np.int64)
+    path = np.empty(S, dtype=np.int64)
+    for s0 in range(S):
+        if state[s0] != 0:
+            continue
+        n = 0
+        s = s0
+        while state[s] == 0:
+            state[s] = 1
+            path[n] = s
+            n += 1
+            s = succ[s]
+        base = 0
+        if state[s] == 1:  # closed a cycle: its members have depth 0
+            while True:
+                n -= 1
+                u = path[n]
+                depth[u] = 0
+                state[u] = 2
+                if u == s:
+                    break
+        else:
+            base = depth[s]
+        while n > 0:
+            n -= 1
+            u = path[n]
+            base += 1
+            depth[u] = base
+            state[u] = 2
+    return np.argsort(depth, kind="mergesort")
+
+
+@njit(cache=True, parallel=True)
+def _split_counts(indptr, indices, order, counts):
+    n = order.shape[0]
+    for q in prange(n):
+        s = order[q]
+        c = 0
+        for k in range(indptr[s], indptr[s + 1]):
+            if indices[k] != s:
+                c += 1
+        counts[q + 1] = c
+
+
+@njit(cache=True, parallel=True)
+def _split_fill(indptr, indices, data, gamma, order, inv, optr, oidx, oval, diag):
+    n = order.shape[0]
+    for q in prange(n):
+        s = order[q]
+        d = 1.0
+        j = optr[q]
+        for k in range(indptr[s], indptr[s + 1]):
+            t = indices[k]
+            if t == s:
+                d -= gamma * data[k]
+            else:
+                oidx[j] = inv[t]
+                oval[j] = -gamma * data[k]
+                j += 1
+        diag[q] = d
+
+
+@njit(cache=True)
+def permuted_split(indptr, indices, data, gamma, order):
+    """The matrix A = I - gamma M (M in CSR) with rows and columns permuted by
+    ``order`` (new index q is old state order[q]), in split storage: returns
+    (optr, oidx, oval, diag) with diag[q] = A[order[q], order[q]] and the CSR
+    arrays of the off-diagonal part, oval = A[order[q], order[j]] at column j.
+    Entries of M on the diagonal fold into ``diag``."""
+    n = order.shape[0]
+    inv = np.empty(n, dtype=np.int64)
+    for q in range(n):
+        inv[order[q]] = q
+    counts = np.zeros(n + 1, dtype=np.int64)
+    _split_counts(indptr, indices, order, counts)
+    for q in range(n):
+        counts[q + 1] += counts[q]
+    oidx = np.empty(counts[n], dtype=np.int64)
+    oval = np.empty(counts[n], dtype=np.float64)
+    diag = np.empty(n, dtype=np.float64)
+    _split_fill(indptr, indices, data, gamma, order, inv, counts, oidx, oval, diag)
+    return counts, oidx, oval, diag
+
+
+@njit(cache=True)
+def pairwise_aggregate(optr, oidx, oval):
+    """Pairwise aggregation of the states (Notay's pairwise matching, rows only).
+
+    Visiting states in index order, an unassigned state i is paired with the
+    unassigned j of most negative a_ij (its strongest outgoing coupling); a
+    state whose neighbours are all taken joins the aggregate of its strongest
+    neighbour when that aggregate has fewer than 3 members, else stays alone.
+    Returns (agg, nc): agg[i] in [0, nc) names i's aggregate."""
+    n = optr.shape[0] - 1
+    agg = np.full(n, -1, dtype=np.int64)
+    size = np.zeros(n, dtype=np.int64)
+    nc = 0
+    for i in range(n):
+        if agg[i] >= 0:
+            continue
+        best = -1
+        bval = 0.0
+        strong = -1
+        sval = 0.0
+        for k in range(optr[i], optr[i + 1]):
+            j = oidx[k]
+            if j == i:
+                continue
+            if agg[j] < 0 and oval[k] < bval:
+                bval = oval[k]
+                best = j
+            if oval[k] < sval:
+                sval = oval[k]
+                strong = j
+        if best >= 0:
+            agg[i] = nc
+            agg[best] = nc
+            size[nc] = 2
+            nc += 1
+        elif strong >= 0 and size[agg[strong]] < 3:
+            agg[i] = agg[strong]
+            size[agg[i]] += 1
+        else:
+            agg[i] = nc
+            size[nc] = 1
+            nc += 1
+    return agg, nc
+
+
+@njit(cache=True)
+def galerkin(optr, oidx, oval, diag, agg, nc):
+    """Coarse level (cptr, cidx, cval, cdiag) of R A P for the piecewise-constant
+    prolongation P[i, agg[i]] = 1 and R = P^T: entry (I, J) sums a_ij over i in
+    aggregate I, j in aggregate J (the diagonal of A included); columns of a
+    coarse row in order of first appearance."""
+    n = diag.shape[0]
+    # members of each aggregate (counting sort)
+    mptr = np.zeros(nc + 1, dtype=np.int64)
+    for i in range(n):
+        mptr[agg[i] + 1] += 1
+    for c in range(nc):
+        mptr[c + 1] += mptr[c]
+    fill = mptr[:-1].copy()
+    mem = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        c = agg[i]
+        mem[fill[c]] = i
+        fill[c] += 1
+    cptr = np.zeros(nc + 1, dtype=np.int64)
+    cidx = np.empty(optr[n], dtype=np.int64)
+    cval = np.empty(optr[n], dtype=np.float64)
+    cdiag = np.zeros(nc, dtype=np.float64)
+    marker = np.full(nc, -1, dtype=np.int64)
+    pos = 0
+    for c in range(nc):
+        start = pos
+        d = 0.0
+        for m in range(mptr[c], mptr[c + 1]):
+            i = mem[m]
+            d += diag[i]
+            for k in range(optr[i], optr[i + 1]):
+                J = agg[oidx[k]]
+                if J == c:
+                    d += oval[k]
+                elif marker[J] < start:
+                    marker[J] = pos
+                    cidx[pos] = J
+                    cval[pos] = oval[k]
+                    pos += 1
+                else:
+                    cval[marker[J]] += oval[k]
+        cdiag[c] = d
+        cptr[c + 1] = pos
+    return cptr, cidx[:pos].copy(), cval[:pos].copy(), cdiag
+
+
+@njit(cache=True)
+def gauss_seidel(optr, oidx, oval, diag, lo, hi, reverse, b, x):
+    """One in-place Gauss-Seidel sweep for A x = b over the rows lo..hi-1 of a
+    split matrix, in index order (reversed when ``reverse``):
+    x[s] <- (b[s] - sum_t a_st x[t]) / a_ss."""
+    for q in range(hi - lo):
+        s = hi - 1 - q if reverse else lo + q
+        acc = b[s]
+        for k in range(optr[s], optr[s + 1]):
+            acc -= oval[k] * x[oidx[k]]
+        x[s] = acc / diag[s]
+
+
+@njit(cache=True, parallel=True)
+def split_matvec(optr, oidx, oval, diag, n, x, out):
+    """out = A x for the first n rows of a split matrix (level 0 of a stack)."""
+    for s in prange(n):
+        acc = diag[s] * x[s]
+        for k in range(optr[s], optr[s + 1]):
+            acc += oval[k] * x[oidx[k]]
+        out[s] = acc
+
+
+@njit(cache=True, parallel=True)
+def vcycle(optr, oidx, oval, diag, lo, agg, coarse_inv, b, x, B, X):
+    """x = one V(1, 1) cycle from zero for A_0 x = b on a stacked hierarchy.
+
+    Level l (rows lo[l]:lo[l+1]): a forward Gauss-Seidel sweep from zero, the
+    residual restricted to level l + 1 by summing over aggregates (the Galerkin
+    R = P^T of the piecewise-constant prolongation P); on the last level
+    ``X = coarse_inv @ B`` when ``coarse_inv`` is its (n_L, n_L) inverse, else a
+    forward and a backward sweep; then back up, the coarse correction prolonged
+    (x_i += x_{agg[i]}) and a backward sweep.  B and X are work arrays with one
+    entry per row of the stack.  With the transposed stack (the same diag and
+    lo, every level transposed, ``coarse_inv`` transposed) this cycle is the
+    exact transpose of the cycle on A.
+    """
+    L = lo.shape[0] - 1
+    n0 = lo[1]
+    for s in prange(n0):
+        B[s] = b[s]
+    for lev in range(L - 1):
+        a, e = lo[lev], lo[lev + 1]
+        for s in prange(a, e):
+            X[s] = 0.0
+        gauss_seidel(optr, oidx, oval, diag, a, e, False, B, X)
+        for c in range(lo[lev + 1], lo[lev + 2]):
+            B[c] = 0.0
+        for s in range(a, e):  # residual, restricted (sequential: scatter-add)
+            acc = B[s] - diag[s] * X[s]
+            for k in range(optr[s], optr[s + 1]):
+                acc -= oval[k] * X[oidx[k]]
+            B[agg[s]] += acc
+    a, e = lo[L - 1], lo[L]
+    if coarse_inv.shape[0] == e - a:
+        for i in prange(e - a):
+            acc = 0.0
+            for j in range(e - a):
+                acc += coarse_inv[i, j] * B[a + j]
+            X[a + i] = acc
+    else:
+        for s in range(a, e):
+            X[s] = 0.0
+        gauss_seidel(optr, oidx, oval, diag, a, e, False, B, X)
+        gauss_seidel(optr, oidx, oval, diag, a, e, True, B, X)
+    for lev in range(L - 2, -1, -1):
+        a, e = lo[lev], lo[lev + 1]
+        for s in prange(a, e):
+            X[s] += X[agg[s]]
+        gauss_seidel(optr, oidx, oval, diag, a, e, True, B, X)
+    for s in prange(n0):
+        x[s] = X[s]
+
+
+#: Block length of :func:`dot`'s partial sums (fixed, so the sum does not depend on the thread count).
+DOT_BLOCK = 4096
+
+
+@njit(cache=True, parallel=True)
+def dot(u, v):
+    """sum_i u_i v_i: partial sums over fixed blocks of DOT_BLOCK in parallel,
+    then added in order, so the result is the same on any number of threads."""
+    n = u.shape[0]
+    nb = (n + DOT_BLOCK - 1) // DOT_BLOCK
+    part = np.empty(nb)
+    for j in prange(nb):
+        acc = 0.0
+        for i in range(j * DOT_BLOCK, min(n, (j + 1) * DOT_BLOCK)):
+            acc += u[i] * v[i]
+        part[j] = acc
+    total = 0.0
+    for j in range(nb):
+        total += part[j]
+    return total
+
+
+@njit(cache=True, parallel=True)
+def bicgstab(optr, oidx, oval, diag, lo, agg, coarse_inv, b, rtol, maxiter, x):
+    """BiCGSTAB (van der Vorst 1992) for A_0 x = b, right-preconditioned by
+    :func:`vcycle`, from x = 0.
+
+    Stops when the recursive residual has ``|r|_2 <= rtol |b|_2``.  Writes x and
+    returns ``(status, iterations)``: status 0 converged, 1 not within
+    ``maxiter`` iterations, -1 breakdown (a zero inner product).  The caller
+    checks the true residual.
+    """
+    n = lo[1]
+    N = lo[lo.shape[0] - 1]
+    B, X = np.empty(N), np.empty(N)
+    r, rhat, p, v = np.empty(n), np.empty(n), np.zeros(n), np.zeros(n)
+    y, z, t = np.empty(n), np.empty(n), np.empty(n)
+    for i in prange(n):
+        x[i] = 0.0
+        r[i] = b[i]
+        rhat[i] = b[i]
+    target = rtol * np.sqrt(dot(b, b))
+    if target == 0.0:
+        return 0, 0
+    rho, alpha, omega = 1.0, 1.0, 1.0
+    for it in range(maxiter):
+        rho1 = dot(rhat, r)
+        if rho1 == 0.0:
+            return -1, it
+        beta = (rho1 / rho) * (alpha / omega)
+        for i in prange(n):
+            p[i] = r[i] + beta * (p[i] - omega * v[i])
+        vcycle(optr, oidx, oval, diag, lo, agg, coarse_inv, p, y, B, X)
+        split_matvec(optr, oidx, oval, diag, n, y, v)
+        den = dot(rhat, v)
+        if den == 0.0:
+            return -1, it
+        alpha = rho1 / den
+        for i in prange(n):
+            x[i] += alpha * y[i]
+            r[i] -= alpha * v[i]  # r is now s
+        if np.sqrt(dot(r, r)) <= target:
+            return 0, it + 1
+        vcycle(optr, oidx, oval, diag, lo, agg, coarse_inv, r, z, B, X)
+        split_matvec(optr, oidx, oval, diag, n, z, t)
+        tt = dot(t, t)
+        omega = dot(t, r) / tt if tt > 0.0 else 0.0
+        if omega == 0.0:
+            return -1, it
+        for i in prange(n):
+            x[i] += omega * z[i]
+            r[i] -= omega * t[i]
+        if np.sqrt(dot(r, r)) <= target:
+            return 0, it + 1
+        rho = rho1
+    return 1, maxiter
+
+
+@njit(cache=True)
+def split_dense(optr, oidx, oval, diag):
+    """The split matrix as a dense (n, n) array (for the coarsest level)."""
+    n = diag.shape[0]
+    out = np.zeros((n, n))
+    for s in range(n):
+        out[s, s] += diag[s]
+        for k in range(optr[s], optr[s + 1]):
+            out[s, oidx[k]] += oval[k]
+    return out
