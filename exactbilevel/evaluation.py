@@ -51,6 +51,9 @@ DENSE_LU_MAX_STATES = 3000
 #: The multigrid of large sparse policy systems coarsens down to this many states.
 MULTIGRID_COARSE_STATES = 400
 
+#: Iteration cap of one BiCGSTAB run of the multigrid path (the caller refines and retries).
+MULTIGRID_MAXITER = 200
+
 #: Tolerance on |sum_a pi(a|s) - 1|.
 POLICY_SUM_TOL = 1e-9
 
@@ -149,9 +152,10 @@ class PolicySystem:
         """Solve the system; see the class docstring for the guarantee.
 
         Large sparse systems: BiCGSTAB preconditioned by one V-cycle of the
-        aggregation multigrid :class:`_Multigrid` (built on first use, once per
-        direction), with iterative refinement on the true residual, computed
-        by the plain CSR matvec of P_pi.  Large dense systems: GMRES on BLAS
+        aggregation multigrid :class:`_Multigrid` (built on first use, shared
+        by both directions), stopped in the certificate's norm, with
+        iterative refinement on the true residual computed by the plain CSR
+        matvec of P_pi.  Large dense systems: GMRES on BLAS
         matvecs, likewise refined.
         """
         ord_ = 1 if transpose else np.inf
@@ -168,12 +172,15 @@ class PolicySystem:
         if self.mdp.is_sparse:
             mg = self._multigrid()
 
-            def correction(res, rel):
-                return mg.solve(res, rel, transpose)
+            def correction(res, rnorm):
+                # the compiled BiCGSTAB stops in the certificate's norm, at half the target
+                return mg.solve(res, 0.5 * target, transpose)
         else:
             op = spla.LinearOperator((S, S), matvec=lambda v: self.matvec(v, transpose), dtype=np.float64)
 
-            def correction(res, rel):
+            def correction(res, rnorm):
+                # GMRES works in the 2-norm: ask for a little more than needed
+                rel = max(0.1 * target / rnorm, 1e-15)
                 dx, _info = spla.gmres(op, res, rtol=rel, atol=0.0, restart=50, maxiter=20)
                 return dx
         x = np.zeros_like(b) if x0 is None else np.array(x0, dtype=np.float64)
@@ -182,10 +189,8 @@ class PolicySystem:
         for _ in range(maxiter):
             if rnorm <= target:
                 return x
-            # the Krylov solvers work in the 2-norm; ask for a little more than
-            # needed and refine on the true residual in the norm that certifies
-            # the answer.
-            x = x + correction(res, max(0.1 * target / rnorm, 1e-15))
+            # refine on the true residual, in the norm that certifies the answer
+            x = x + correction(res, rnorm)
             res = b - self.matvec(x, transpose)
             rnorm = np.linalg.norm(res, ord_)
         if rnorm <= target:
@@ -281,15 +286,16 @@ class _Multigrid:
                    np.empty(N), np.empty(N))
         return x
 
-    def solve(self, b, rtol, transpose=False):
-        """Approximate solution of ``A x = b`` (``A^T``; original labels) to a
-        relative 2-norm residual of about ``rtol``: compiled BiCGSTAB, scipy's
-        GMRES(50) with the same cycle should BiCGSTAB break down.  No
-        guarantee: the caller refines on the true residual."""
+    def solve(self, b, atol, transpose=False):
+        """Approximate solution of ``A x = b`` (``A^T``; original labels) with
+        a residual of about ``atol`` in the sup-norm (the 1-norm for ``A^T``):
+        compiled BiCGSTAB, scipy's GMRES(50) with the same cycle should
+        BiCGSTAB break down.  No guarantee: the caller refines on the true
+        residual."""
         stack = self._stack(transpose)
         bp = np.ascontiguousarray(b[self.order])
         xp = np.empty_like(bp)
-        status, its = _mg.bicgstab(*stack, bp, rtol, 200, xp)
+        status, its = _mg.bicgstab(*stack, bp, atol, 1 if transpose else 0, MULTIGRID_MAXITER, xp)
         self.iterations.append(int(its))
         if status != 0 or not np.all(np.isfinite(xp)):
             n = bp.shape[0]
@@ -301,7 +307,9 @@ class _Multigrid:
 
             op = spla.LinearOperator((n, n), matvec=matvec, dtype=np.float64)
             prec = spla.LinearOperator((n, n), matvec=lambda v: self.vcycle(v, transpose), dtype=np.float64)
-            xp, _info = spla.gmres(op, bp, M=prec, rtol=rtol, atol=0.0, restart=50, maxiter=10)
+            # GMRES works in the 2-norm: |r|_2 <= atol bounds both norms of the certificate only
+            # up to a factor sqrt(n) (1-norm); the caller refines on the true residual.
+            xp, _info = spla.gmres(op, bp, M=prec, rtol=0.0, atol=atol, restart=50, maxiter=10)
         x = np.empty_like(xp)
         x[self.order] = xp
         return x

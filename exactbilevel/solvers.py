@@ -52,12 +52,14 @@ Methods
 ``"auto"``  value iteration while its observed span contraction predicts
     fewer than ``AUTO_SWITCH_SWEEPS`` further sweeps, then policy iteration
     warm-started from the current V when S <= ``DENSE_LU_MAX_STATES`` or P is
-    dense (policy evaluations by dense LU), modified policy iteration for
-    larger sparse MDPs (there exact evaluations cost more than the sweeps they
-    save: on the 1000 x 1000 GridWorld at gamma = 0.99, tau = 0, modified policy
-    iteration certifies 1e-8 in about 20 s, policy iteration with multigrid
-    evaluations of about 4 s each had not finished after 4 minutes).
-    Fast-mixing MDPs finish in a few value-iteration sweeps.
+    dense (policy evaluations by LU), or when tau > 0 and the contraction
+    predicts more than ``AUTO_NEWTON_SWEEPS`` sweeps (on the 1000 x 1000
+    GridWorld at gamma = 0.999, tau = 0.1: 14 Newton steps with multigrid
+    evaluations, about 25 s); else modified policy iteration (at gamma = 0.99
+    there it certifies 1e-8 in about 20 s, soft policy iteration in 25 s; hard
+    policy iteration meets deterministic policies whose evaluations at gamma
+    near 1 need hundreds of Krylov iterations, and is never chosen for large
+    sparse MDPs).  Fast-mixing MDPs finish in a few value-iteration sweeps.
 
 Every method accepts a warm start ``V0`` (later issues solve thousands of
 nearby problems).
@@ -88,6 +90,13 @@ _ALIASES = {
 
 #: "auto" leaves value iteration when it predicts more sweeps than this.
 AUTO_SWITCH_SWEEPS = 30
+
+#: "auto" on large sparse MDPs with tau > 0 takes policy iteration (multigrid
+#: evaluations) instead of modified policy iteration when value iteration
+#: predicts more sweeps than this (measured crossover on the 1000 x 1000
+#: GridWorld: about 1500 predicted sweeps at gamma = 0.99, where modified policy
+#: iteration is faster, 4400 at gamma = 0.999, where it is 5x slower).
+AUTO_NEWTON_SWEEPS = 3000
 
 #: Policy backups per improvement step of modified policy iteration.
 MPI_BACKUPS = 20
@@ -171,8 +180,8 @@ class _Problem:
 
 
 def _value_iteration(prob, V, max_iter, count=0, switch=False):
-    """Plain sweeps.  With ``switch``, returns ("switch", V, count) when the
-    observed span contraction predicts more than AUTO_SWITCH_SWEEPS sweeps."""
+    """Plain sweeps.  With ``switch``, returns ("switch", V, count, needed) when
+    the observed span contraction predicts ``needed > AUTO_SWITCH_SWEEPS`` sweeps."""
     prev = None
     for _ in range(max_iter):
         _, TV = prob.sweep(V)
@@ -184,7 +193,7 @@ def _value_iteration(prob, V, max_iter, count=0, switch=False):
             rate = bound / prev
             needed = np.inf if rate >= 1.0 else np.log(prob.tol / bound) / np.log(max(rate, 1e-300))
             if needed > AUTO_SWITCH_SWEEPS:
-                return ("switch", V_hat, count)
+                return ("switch", V_hat, count, needed)
         prev = bound
         V = TV.copy()
     return prob.result(V_hat, bound, count, "value_iteration")
@@ -321,11 +330,11 @@ def solve(mdp, r, tau=0.0, method="auto", tol=1e-10, V0=None, max_iter=None, rai
     else:
         res = _value_iteration(prob, V, max_iter or sweeps, switch=True)
         if isinstance(res, tuple):
-            _, V, count = res
+            _, V, count, needed = res
             # policy iteration pays off where its evaluations are direct (dense
-            # LU); beyond, iterative evaluations cost more than the sweeps they
-            # save and modified policy iteration is faster.
-            if mdp.S <= DENSE_LU_MAX_STATES or not mdp.is_sparse:
+            # LU) and, with multigrid evaluations of soft policies, where value
+            # iteration contracts slowly; otherwise modified policy iteration.
+            if mdp.S <= DENSE_LU_MAX_STATES or not mdp.is_sparse or (tau > 0.0 and needed > AUTO_NEWTON_SWEEPS):
                 res = _policy_iteration(prob, V, max_iter or 500, count=count, method="auto:policy_iteration")
             else:
                 res = _policy_iteration(

@@ -16,6 +16,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 import exactbilevel as eb
+from exactbilevel import evaluation, solvers
 from exactbilevel.solvers import METHODS
 from exactbilevel.testing import reference as ref
 from exactbilevel.testing import strategies as ebst
@@ -296,6 +297,26 @@ def test_method_aliases():
     r = np.random.default_rng(2).uniform(size=(6, 2))
     for alias, name in [("vi", "value_iteration"), ("pi", "policy_iteration"), ("newton", "policy_iteration")]:
         assert eb.solve(mdp, r, method=alias).method == name
+
+
+@pytest.mark.parametrize("gamma, tau, expected", [
+    (0.999, 0.1, "auto:policy_iteration"),  # slow contraction, soft: Newton with multigrid evaluations
+    (0.999, 0.0, "auto:modified_policy_iteration"),  # hard policies: never policy iteration here
+    (0.9, 0.1, "auto:modified_policy_iteration"),  # fast enough for modified policy iteration
+])
+def test_auto_on_large_sparse_mdps(gamma, tau, expected):
+    """With the LU threshold lowered so that a 20 x 20 grid counts as large, "auto" picks the
+    method of the module docstring and its answer is within its bound of policy iteration's
+    (LU evaluations) V*."""
+    grid = eb.envs.gridworld(n=20, actions=4, slip=0.1, gamma=gamma, sparse=True)
+    r = eb.GaussianGoalReward(grid.coords, grid.mdp.A, sigma=1.0).value(np.array([14.3, 5.6]))
+    exact = eb.solve(grid.mdp, r, tau=tau, method="policy_iteration", tol=1e-7)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(solvers, "DENSE_LU_MAX_STATES", 100)
+        mp.setattr(evaluation, "DENSE_LU_MAX_STATES", 100)
+        res = eb.solve(grid.mdp, r, tau=tau, tol=1e-6)
+    assert res.method == expected
+    assert np.abs(res.V - exact.V).max() <= res.error_bound + exact.error_bound
 
 
 def _result():
