@@ -336,7 +336,7 @@ def norm(u, ord_):
     return total
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, parallel=True, nogil=True)
 def bicgstab(optr, oidx, oval, diag, lo, agg, coarse_inv, b, atol, ord_, maxiter, x):
     """BiCGSTAB (van der Vorst 1992) for A_0 x = b, right-preconditioned by
     :func:`vcycle`, from x = 0.

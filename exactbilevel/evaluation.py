@@ -31,7 +31,9 @@ No dense S x S matrix is formed for sparse MDPs.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 
+import numba
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
@@ -147,6 +149,33 @@ class PolicySystem:
         if self._mg is None:
             self._mg = _Multigrid(*self._csr, self.gamma)
         return self._mg
+
+    def solve_many(self, jobs, rtol=1e-12):
+        """Solve independent systems: ``jobs`` is a list of ``(b, transpose)``;
+        returns their solutions in order, each with :meth:`solve`'s guarantee.
+
+        On the multigrid path (large sparse MDPs) up to ``numba.get_num_threads()``
+        run at once, each in a thread of its own with one Numba thread (the
+        compiled BiCGSTAB releases the GIL): the sequential Gauss-Seidel sweeps
+        of two solves then share the cores.  Where Numba's threading layer is not
+        thread-safe (workqueue), or elsewhere, one after the other.  The answers
+        are the same bits either way (every reduction sums fixed blocks).
+        """
+        jobs = [(np.ascontiguousarray(b, dtype=np.float64), bool(t)) for b, t in jobs]
+        workers = min(len(jobs), numba.get_num_threads())
+        if self._lu is not None or not self.mdp.is_sparse or workers < 2 or not _threadsafe_numba():
+            return [self.solve(b, transpose=t, rtol=rtol) for b, t in jobs]
+        mg = self._multigrid()
+        for _, t in jobs:  # build the lazy parts before the threads share them
+            self._csr_of(t)
+            mg._stack(t)
+
+        def one(job):
+            numba.set_num_threads(1)  # thread-local
+            return self.solve(job[0], transpose=job[1], rtol=rtol)
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(one, jobs))
 
     def solve(self, b, transpose=False, x0=None, rtol=1e-12, maxiter=50):
         """Solve the system; see the class docstring for the guarantee.
@@ -313,6 +342,14 @@ class _Multigrid:
         x = np.empty_like(xp)
         x[self.order] = xp
         return x
+
+
+def _threadsafe_numba():
+    """Whether Numba's threading layer allows parallel kernels launched from two threads."""
+    try:
+        return numba.threading_layer() in ("omp", "tbb")
+    except ValueError:  # no parallel kernel has run yet
+        return False
 
 
 #: How many policy systems :func:`policy_system` keeps.

@@ -32,9 +32,13 @@ differentiation of the soft Bellman fixed point (spec section 3.1), with
               grad Phi_tau = grad_x f + R_x^T (G + pi* w) / tau
 
 The adjoint form costs one transposed solve whatever d is; the forward form d
-solves.  Linear systems go through :class:`~exactbilevel.evaluation.PolicySystem`
-(dense LU for small S, a preconditioned Krylov solver for large sparse MDPs: no
-dense S x S matrix).  Both forms share one lower-level solution.
+solves (independent: :meth:`~exactbilevel.evaluation.PolicySystem.solve_many`
+runs them concurrently on large sparse MDPs), plus what the objective's
+``grad_pi`` needs (for :class:`~exactbilevel.OccupancyObjective`: d^pi and
+V_c^pi, two more solves, also run together).  Linear systems go through
+:class:`~exactbilevel.evaluation.PolicySystem` (LU for S <= 3000, multigrid-
+preconditioned BiCGSTAB for large sparse MDPs: no dense S x S matrix), one
+per policy, shared.  Both forms share one lower-level solution.
 
 Accuracy: the lower level is solved to ``|V - V*_tau|_inf <= max(1e-12 * scale,
 2 * floor)`` with ``scale = (|r|_inf + tau log A) / (1 - gamma)`` (the float64
@@ -331,7 +335,7 @@ def hypergradient(mdp, reward, objective, x, tau, *, form="adjoint", solution=No
     dpi = None
     if form == "forward":
         R_pi = np.einsum("sa,sad->sd", pi, R)
-        D_V = np.column_stack([system.solve(np.ascontiguousarray(R_pi[:, j])) for j in range(x.size)])
+        D_V = np.column_stack(system.solve_many([(R_pi[:, j], False) for j in range(x.size)]))
         D_Q = R + mdp.gamma * _next_expectation(mdp, D_V)
         dpi = pi[:, :, None] * (D_Q - np.einsum("sa,sad->sd", pi, D_Q)[:, None, :]) / tau
         implicit = np.einsum("sa,sad->d", g_pi, dpi)

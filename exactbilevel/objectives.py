@@ -126,9 +126,8 @@ class _Quadratic:
         system = policy_system(self.mdp, pi)
         return system, (1.0 - self.mdp.gamma) * system.solve(self.mdp.rho, transpose=True)
 
-    def _cost_gradient(self, system, d, pi, c):
-        """``d^pi(s) Q_c^pi(s, a)`` for a cost c (S, A): one more solve with ``system``."""
-        Vc = system.solve(np.sum(pi * c, axis=1))
+    def _cost_gradient(self, d, Vc, c):
+        """``d^pi(s) Q_c^pi(s, a)`` for a cost c (S, A) with values ``Vc = V_c^pi``."""
         Qc, _ = sweep(self.mdp, np.ascontiguousarray(c), Vc, 0.0)
         return d[:, None] * Qc
 
@@ -168,7 +167,10 @@ class OccupancyObjective(_Quadratic):
     def grad_pi(self, x, pi):
         self._diff(x)
         pi = self._policy(pi)
-        return self._cost_gradient(*self._occupancy(pi), pi, self.cost)
+        # d^pi and V_c^pi are independent solves: together (concurrently on large sparse MDPs)
+        rho_solution, Vc = policy_system(self.mdp, pi).solve_many(
+            [(self.mdp.rho, True), (np.sum(pi * self.cost, axis=1), False)])
+        return self._cost_gradient((1.0 - self.mdp.gamma) * rho_solution, Vc, self.cost)
 
     def occupancy_cost(self, x, pi):
         """The cost c itself (f is linear in nu)."""
@@ -217,7 +219,8 @@ class DistributionMatchingObjective(_Quadratic):
         self._diff(x)
         pi = self._policy(pi)
         system, d = self._occupancy(pi)
-        return self._cost_gradient(system, d, pi, self._state_cost(d))
+        c = self._state_cost(d)
+        return self._cost_gradient(d, system.solve(np.sum(pi * c, axis=1)), c)
 
     def occupancy_cost(self, x, pi):
         """``c(s, a) = 2 (d^pi(s) - target(s))``."""
