@@ -101,6 +101,14 @@ AUTO_NEWTON_SWEEPS = 3000
 #: Policy backups per improvement step of modified policy iteration.
 MPI_BACKUPS = 20
 
+#: Forcing term of policy iteration's inexact Newton steps: each evaluation
+#: stops at a linear residual of FORCING x the current Bellman residual
+#: |T V - V|_inf (Dembo, Eisenstat and Steihaug 1982), and never above what the
+#: final certificate needs.  Was 0.01 (1 - gamma): at gamma = 0.999 on the
+#: 1000 x 1000 GridWorld that asked 7 orders of magnitude of the first
+#: evaluations and took 41 s where 0.01 takes 33 s.
+FORCING = 0.01
+
 _EPS = np.finfo(np.float64).eps
 _ANDERSON_MEMORY = 5
 
@@ -224,10 +232,10 @@ def _policy_iteration(prob, V, max_iter, count=0, method="policy_iteration", bac
         pi = greedy(Q, prob.tau)
         b = policy_reward(prob.r, pi, prob.tau)
         if backups is None:
-            # evaluate to a small fraction of the current residual, and never
-            # coarser than what the certificate needs at the end.
+            # evaluate to a linear residual of FORCING x the Bellman residual, and
+            # never coarser than what the certificate needs at the end.
             resid = float(np.abs(TV - V).max())
-            target = max(0.1 * prob.tol * (1.0 - gamma), 0.01 * (1.0 - gamma) * resid)
+            target = max(0.1 * prob.tol * (1.0 - gamma), FORCING * resid)
             rtol = min(max(target / max(float(np.abs(b).max()), 1e-300), 1e-14), 1e-3)
             V = PolicySystem(prob.mdp, pi).solve(b, x0=V_hat, rtol=rtol)
         elif refill is not None:

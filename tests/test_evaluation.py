@@ -391,3 +391,30 @@ def test_multigrid_path_several_levels(kind, transpose):
     ord_ = 1 if transpose else np.inf
     assert np.linalg.norm(b - (A.T if transpose else A) @ x, ord_) <= 1e-12 * np.linalg.norm(b, ord_) * (1 + 1e-3)
     assert np.linalg.norm(x - x_ref, ord_) <= 1e-12 * np.linalg.norm(b, ord_) / (1 - mdp.gamma) * 1.01 + 1e-13
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_multigrid_when_the_aggregation_stalls(transpose):
+    """Mostly absorbing states leave pairwise aggregation almost nothing to pair: above the LU
+    threshold the hierarchy stops there and its last level is smoothed instead of solved; the
+    refined solve still meets its certificate."""
+    S, A = 60, 2
+    P = np.zeros((S, A, S))
+    P[np.arange(S), :, np.arange(S)] = 1.0  # absorbing ...
+    for s in range(5):  # ... but for a short two-way chain
+        P[s, 0, s], P[s, 0, s + 1] = 0.0, 1.0
+        P[s + 1, 1, s + 1], P[s + 1, 1, s] = 0.0, 1.0
+    import scipy.sparse as sp
+    mdp = eb.TabularMDP(sp.csr_matrix(P.reshape(S * A, S)), gamma=0.95)
+    pi = np.full((S, A), 0.5)
+    b = np.random.default_rng(3).uniform(-1, 1, S)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(evaluation, "DENSE_LU_MAX_STATES", 10)
+        mp.setattr(evaluation, "MULTIGRID_COARSE_STATES", 4)
+        ps = PolicySystem(mdp, pi)
+        x = ps.solve(b, transpose=transpose)
+    assert ps._mg.coarse_inv.shape == (0, 0) and ps._mg.sizes[-1] > 10
+    A_ = np.eye(S) - mdp.gamma * ref.policy_matrix_ref(P, pi)
+    A_ = A_.T if transpose else A_
+    ord_ = 1 if transpose else np.inf
+    assert np.linalg.norm(b - A_ @ x, ord_) <= 1e-12 * np.linalg.norm(b, ord_) * (1 + 1e-3)
