@@ -293,47 +293,46 @@ def vcycle(optr, oidx, oval, diag, lo, agg, coarse_inv, b, x, B, X):
         x[s] = X[s]
 
 
-#: Block length of :func:`dot`'s partial sums (fixed, so the sum does not depend on the thread count).
+#: Block length of the partial results of :func:`reduce_blocks` (fixed, so
+#: they do not depend on the thread count).
 DOT_BLOCK = 4096
 
 
 @njit(cache=True, parallel=True)
-def dot(u, v):
-    """sum_i u_i v_i: partial sums over fixed blocks of DOT_BLOCK in parallel,
-    then added in order, so the result is the same on any number of threads."""
+def reduce_blocks(u, v, kind):
+    """``kind`` 0: max_i |u_i|;  1: sum_i |u_i|;  2: sum_i u_i v_i.
+
+    Partial results over fixed blocks of DOT_BLOCK entries in parallel, then
+    combined in order, so the result is the same on any number of threads."""
     n = u.shape[0]
     nb = (n + DOT_BLOCK - 1) // DOT_BLOCK
     part = np.empty(nb)
     for j in prange(nb):
         acc = 0.0
         for i in range(j * DOT_BLOCK, min(n, (j + 1) * DOT_BLOCK)):
-            acc += u[i] * v[i]
-        part[j] = acc
-    total = 0.0
-    for j in range(nb):
-        total += part[j]
-    return total
-
-
-@njit(cache=True, parallel=True)
-def norm(u, ord_):
-    """|u|_inf for ``ord_ = 0``, |u|_1 for ``ord_ = 1`` (blocked like :func:`dot`)."""
-    n = u.shape[0]
-    nb = (n + DOT_BLOCK - 1) // DOT_BLOCK
-    part = np.empty(nb)
-    for j in prange(nb):
-        acc = 0.0
-        for i in range(j * DOT_BLOCK, min(n, (j + 1) * DOT_BLOCK)):
-            a = abs(u[i])
-            if ord_ == 0:
-                acc = max(acc, a)
+            if kind == 0:
+                acc = max(acc, abs(u[i]))
+            elif kind == 1:
+                acc += abs(u[i])
             else:
-                acc += a
+                acc += u[i] * v[i]
         part[j] = acc
     total = 0.0
     for j in range(nb):
-        total = max(total, part[j]) if ord_ == 0 else total + part[j]
+        total = max(total, part[j]) if kind == 0 else total + part[j]
     return total
+
+
+@njit(cache=True)
+def dot(u, v):
+    """sum_i u_i v_i (:func:`reduce_blocks`)."""
+    return reduce_blocks(u, v, 2)
+
+
+@njit(cache=True)
+def norm(u, ord_):
+    """|u|_inf for ``ord_ = 0``, |u|_1 for ``ord_ = 1`` (:func:`reduce_blocks`)."""
+    return reduce_blocks(u, u, ord_)
 
 
 @njit(cache=True, parallel=True, nogil=True)
