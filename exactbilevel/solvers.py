@@ -44,7 +44,8 @@ Methods
     tau > 0 on sparse MDPs the pattern of P_pi (the same for every policy of
     full support) is built once (``_kernels.policy_pattern``) and only its
     values are refilled per step (``_kernels.policy_refill``, 20 ms instead of
-    200 ms at S = 10^6); hard policies build P_pi without a compaction pass.
+    200 ms at S = 10^6; soft policy iteration on large sparse MDPs does the
+    same); hard policies build P_pi without a compaction pass.
 ``"anderson"``  Anderson-accelerated value iteration (memory 5, least squares
     on the residuals); a step whose residual span does not fall below the
     previous one is rejected in favour of the plain sweep and the memory is
@@ -217,12 +218,20 @@ def _policy_iteration(prob, V, max_iter, count=0, method="policy_iteration", bac
     matrix (each about 1/A of a sweep)."""
     gamma = prob.gamma
     refill = None
-    if backups is not None and prob.mdp.is_sparse and prob.tau > 0.0:
+    if prob.mdp.is_sparse and prob.tau > 0.0 and (backups is not None or prob.mdp.S > DENSE_LU_MAX_STATES):
         # soft policies have full support (up to underflow), so P_pi has the
         # same pattern at every step: build it once and refill the values.
         indptr, indices, data = prob.mdp.csr
         ptr, idx, slot = _kernels.policy_pattern(indptr, indices, prob.mdp.S, prob.mdp.A)
         refill = (indptr, data, ptr, idx, slot, np.empty(idx.shape[0]))
+
+    def policy_system(pi):
+        if refill is None:
+            return PolicySystem(prob.mdp, pi, factor=backups is None)
+        indptr, data, ptr, idx, slot, val = refill
+        _kernels.policy_refill(indptr, data, pi, ptr, slot, val)
+        return PolicySystem._from_csr(prob.mdp, (ptr, idx, val))
+
     Q, TV = prob.sweep(V)
     count += 1
     bound, V_hat = prob.certify(V, TV)
@@ -237,13 +246,9 @@ def _policy_iteration(prob, V, max_iter, count=0, method="policy_iteration", bac
             resid = float(np.abs(TV - V).max())
             target = max(0.1 * prob.tol * (1.0 - gamma), FORCING * resid)
             rtol = min(max(target / max(float(np.abs(b).max()), 1e-300), 1e-14), 1e-3)
-            V = PolicySystem(prob.mdp, pi).solve(b, x0=V_hat, rtol=rtol)
-        elif refill is not None:
-            indptr, data, ptr, idx, slot, val = refill
-            _kernels.policy_refill(indptr, data, pi, ptr, slot, val)
-            V = PolicySystem._from_csr(prob.mdp, (ptr, idx, val)).backup(b, TV.copy(), backups)
+            V = policy_system(pi).solve(b, x0=V_hat, rtol=rtol)
         else:
-            V = PolicySystem(prob.mdp, pi, factor=False).backup(b, TV.copy(), backups)
+            V = policy_system(pi).backup(b, TV.copy(), backups)
         Q, TV = prob.sweep(V)
         count += 1
         bound, V_hat = prob.certify(V, TV)
