@@ -243,18 +243,20 @@ def split_matvec(optr, oidx, oval, diag, n, x, out):
 
 
 @njit(cache=True, parallel=True)
-def vcycle(optr, oidx, oval, diag, lo, agg, coarse_inv, b, x, B, X):
+def vcycle(optr, oidx, oval, diag, lo, agg, coarse_inv, pre_reverse, post_reverse, b, x, B, X):
     """x = one V(1, 1) cycle from zero for A_0 x = b on a stacked hierarchy.
 
-    Level l (rows lo[l]:lo[l+1]): a forward Gauss-Seidel sweep from zero, the
-    residual restricted to level l + 1 by summing over aggregates (the Galerkin
-    R = P^T of the piecewise-constant prolongation P); on the last level
-    ``X = coarse_inv @ B`` when ``coarse_inv`` is its (n_L, n_L) inverse, else a
-    forward and a backward sweep; then back up, the coarse correction prolonged
-    (x_i += x_{agg[i]}) and a backward sweep.  B and X are work arrays with one
-    entry per row of the stack.  With the transposed stack (the same diag and
-    lo, every level transposed, ``coarse_inv`` transposed) this cycle is the
-    exact transpose of the cycle on A.
+    Level l (rows lo[l]:lo[l+1]): a Gauss-Seidel sweep from zero (in reverse
+    index order when ``pre_reverse``), the residual restricted to level l + 1
+    by summing over aggregates (the Galerkin R = P^T of the piecewise-constant
+    prolongation P); on the last level ``X = coarse_inv @ B`` when
+    ``coarse_inv`` is its (n_L, n_L) inverse, else a forward and a backward
+    sweep; then back up, the coarse correction prolonged (x_i += x_{agg[i]})
+    and a sweep (reversed when ``post_reverse``).  B and X are work arrays with
+    one entry per row of the stack.  The transpose of the cycle with sweeps
+    (pre, post) on A is the cycle with the opposite sweeps (reversed post,
+    reversed pre) on the transposed stack (the same diag and lo, every level
+    transposed, ``coarse_inv`` transposed).
     """
     L = lo.shape[0] - 1
     n0 = lo[1]
@@ -264,7 +266,7 @@ def vcycle(optr, oidx, oval, diag, lo, agg, coarse_inv, b, x, B, X):
         a, e = lo[lev], lo[lev + 1]
         for s in prange(a, e):
             X[s] = 0.0
-        gauss_seidel(optr, oidx, oval, diag, a, e, False, B, X)
+        gauss_seidel(optr, oidx, oval, diag, a, e, pre_reverse, B, X)
         for c in range(lo[lev + 1], lo[lev + 2]):
             B[c] = 0.0
         for s in range(a, e):  # residual, restricted (sequential: scatter-add)
@@ -288,7 +290,7 @@ def vcycle(optr, oidx, oval, diag, lo, agg, coarse_inv, b, x, B, X):
         a, e = lo[lev], lo[lev + 1]
         for s in prange(a, e):
             X[s] += X[agg[s]]
-        gauss_seidel(optr, oidx, oval, diag, a, e, True, B, X)
+        gauss_seidel(optr, oidx, oval, diag, a, e, post_reverse, B, X)
     for s in prange(n0):
         x[s] = X[s]
 
@@ -336,7 +338,7 @@ def norm(u, ord_):
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def bicgstab(optr, oidx, oval, diag, lo, agg, coarse_inv, b, atol, ord_, maxiter, x):
+def bicgstab(optr, oidx, oval, diag, lo, agg, coarse_inv, pre_reverse, post_reverse, b, atol, ord_, maxiter, x):
     """BiCGSTAB (van der Vorst 1992) for A_0 x = b, right-preconditioned by
     :func:`vcycle`, from x = 0.
 
@@ -365,7 +367,7 @@ def bicgstab(optr, oidx, oval, diag, lo, agg, coarse_inv, b, atol, ord_, maxiter
         beta = (rho1 / rho) * (alpha / omega)
         for i in prange(n):
             p[i] = r[i] + beta * (p[i] - omega * v[i])
-        vcycle(optr, oidx, oval, diag, lo, agg, coarse_inv, p, y, B, X)
+        vcycle(optr, oidx, oval, diag, lo, agg, coarse_inv, pre_reverse, post_reverse, p, y, B, X)
         split_matvec(optr, oidx, oval, diag, n, y, v)
         den = dot(rhat, v)
         if den == 0.0:
@@ -376,7 +378,7 @@ def bicgstab(optr, oidx, oval, diag, lo, agg, coarse_inv, b, atol, ord_, maxiter
             r[i] -= alpha * v[i]  # r is now s
         if norm(r, ord_) <= atol:
             return 0, it + 1
-        vcycle(optr, oidx, oval, diag, lo, agg, coarse_inv, r, z, B, X)
+        vcycle(optr, oidx, oval, diag, lo, agg, coarse_inv, pre_reverse, post_reverse, r, z, B, X)
         split_matvec(optr, oidx, oval, diag, n, z, t)
         tt = dot(t, t)
         omega = dot(t, r) / tt if tt > 0.0 else 0.0

@@ -258,9 +258,20 @@ class _Multigrid:
     which the same cycle is the exact transpose of the cycle on A, so both
     systems see the same preconditioned spectrum.
 
-    Cycle: V(1, 1), forward Gauss-Seidel pre-sweep and backward post-sweep
-    (:func:`~exactbilevel._multigrid_kernels.vcycle`).
+    Cycle (:func:`~exactbilevel._multigrid_kernels.vcycle`): V(1, 1) with
+    forward Gauss-Seidel pre- and post-sweeps for A (in flow order: they follow
+    the chain) and backward ones for A^T (so that its cycle is the exact
+    transpose).  BiCGSTAB iterations to a residual of 5e-13 |b| (A / A^T) with
+    these sweeps, against a forward pre-sweep and a backward post-sweep on
+    both: soft-optimal policy of the 1000 x 1000 GridWorld 19 / 16 (21 / 17);
+    of the 300 x 300 one 16 / 15 (21 / 18), at gamma = 0.999 27 / 35 (36 /
+    36); a 300 x 300 policy 70% deterministic 68 / 63 (75 / 67); the uniform
+    policy there 15 / 12 (13 / 10); a random sparse MDP of 20000 states 5 / 5
+    (6 / 6).
     """
+
+    #: (pre-sweep reversed, post-sweep reversed) for A and for A^T.
+    SWEEPS = {False: (False, False), True: (True, True)}
 
     def __init__(self, indptr, indices, data, gamma):
         self.order = _mg.flow_order(indptr, indices, data)
@@ -301,7 +312,8 @@ class _Multigrid:
 
     def _stack(self, transpose):
         if not transpose:
-            return self.optr, self.oidx, self.oval, self.diag, self.lo, self.agg, self.coarse_inv
+            return (self.optr, self.oidx, self.oval, self.diag, self.lo, self.agg, self.coarse_inv,
+                    *self.SWEEPS[False])
         if self._T is None:
             N = self.diag.shape[0]
             T = sp.csr_matrix((self.oval, self.oidx, self.optr), shape=(N, N)).T.tocsr()
@@ -309,7 +321,7 @@ class _Multigrid:
             self._T = (T.indptr.astype(np.int64), T.indices.astype(np.int64), T.data,
                        np.ascontiguousarray(self.coarse_inv.T))
         ptr, idx, val, cinv = self._T
-        return ptr, idx, val, self.diag, self.lo, self.agg, cinv
+        return (ptr, idx, val, self.diag, self.lo, self.agg, cinv, *self.SWEEPS[True])
 
     def vcycle(self, b, transpose=False):
         """One V-cycle for ``A x = b`` (``A^T`` with ``transpose``), permuted labels."""

@@ -268,9 +268,9 @@ def cycle_matrix(mg, transpose):
 @settings(max_examples=examples(25))
 @given(systems(sparse=True, min_states=6))
 def test_vcycle_equals_reference_and_its_transpose(system):
-    """The compiled cycle on the stacked levels equals the recursive dense reference, and the
-    cycle on the transposed stack is the transpose of the cycle matrix (so A and A^T see the
-    same preconditioned spectrum)."""
+    """The compiled cycle on the stacked levels (and on the transposed ones) equals the recursive
+    dense reference, and the cycle on the transposed stack is the transpose of the cycle matrix
+    (so A and A^T see the same preconditioned spectrum)."""
     mdp, pi, b = system
     mg = small_multigrid(mdp, pi, coarse_states=2)
     lo = mg.lo
@@ -282,7 +282,10 @@ def test_vcycle_equals_reference_and_its_transpose(system):
     bp = b[mg.order]
     scale = np.abs(bp).max() / (1 - mdp.gamma)
     coarse = mg.coarse_inv.shape[0] > 0
-    np.testing.assert_allclose(mg.vcycle(bp), ref.vcycle_ref(As, aggs, bp, coarse), rtol=0, atol=1e-11 * scale)
+    for transpose in (False, True):
+        A_l = [a.T for a in As] if transpose else As
+        np.testing.assert_allclose(mg.vcycle(bp, transpose), ref.vcycle_ref(A_l, aggs, bp, coarse, *mg.SWEEPS[transpose]),
+                                   rtol=0, atol=1e-11 * scale)
     C, CT = cycle_matrix(mg, False), cycle_matrix(mg, True)
     np.testing.assert_allclose(CT, C.T, rtol=0, atol=1e-11 / (1 - mdp.gamma))
 

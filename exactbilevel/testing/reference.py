@@ -342,15 +342,16 @@ def gauss_seidel_ref(A, b, x, reverse=False):
     return x
 
 
-def vcycle_ref(As, aggs, b, coarse_solve=True):
+def vcycle_ref(As, aggs, b, coarse_solve=True, pre_reverse=False, post_reverse=True):
     """One V(1, 1) cycle from zero for ``As[0] x = b``, dense and recursive.
 
     ``As[l]`` is the dense matrix of level l, ``aggs[l]`` maps the states of
     level l to aggregates of level l + 1 (piecewise-constant prolongation
-    ``P_l[i, aggs[l][i]] = 1``).  Per level: a forward Gauss-Seidel sweep from
-    zero, the residual restricted by ``P_l^T``, the next level's cycle,
-    the correction prolonged by ``P_l``, a backward sweep.  The last level is
-    solved exactly (``coarse_solve``) or by a forward and a backward sweep.
+    ``P_l[i, aggs[l][i]] = 1``).  Per level: a Gauss-Seidel sweep from zero
+    (rows in reverse order with ``pre_reverse``), the residual restricted by
+    ``P_l^T``, the next level's cycle, the correction prolonged by ``P_l``, a
+    sweep (reversed with ``post_reverse``).  The last level is solved exactly
+    (``coarse_solve``) or by a forward and a backward sweep.
     """
     A = np.asarray(As[0], dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
@@ -360,8 +361,8 @@ def vcycle_ref(As, aggs, b, coarse_solve=True):
         x = gauss_seidel_ref(A, b, np.zeros_like(b))
         return gauss_seidel_ref(A, b, x, reverse=True)
     agg = np.asarray(aggs[0])
-    x = gauss_seidel_ref(A, b, np.zeros_like(b))
+    x = gauss_seidel_ref(A, b, np.zeros_like(b), reverse=pre_reverse)
     rc = np.bincount(agg, weights=b - A @ x, minlength=np.asarray(As[1]).shape[0])
-    x = x + vcycle_ref(As[1:], aggs[1:], rc, coarse_solve)[agg]
-    return gauss_seidel_ref(A, b, x, reverse=True)
+    x = x + vcycle_ref(As[1:], aggs[1:], rc, coarse_solve, pre_reverse, post_reverse)[agg]
+    return gauss_seidel_ref(A, b, x, reverse=post_reverse)
 
