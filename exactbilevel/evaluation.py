@@ -23,12 +23,12 @@ answer:
 and ``|d - d^pi|_1 <= rtol`` with ``rtol = 1e-12`` by default, or
 :class:`~exactbilevel.ConvergenceError`.
 On the 1000 x 1000 GridWorld (S = 10^6, gamma = 0.99) the soft-optimal policy
-(tau = 0.1) is evaluated in 21 BiCGSTAB iterations (each two V-cycles of about
-50 ms) after a 0.5 s multigrid setup, about 3.5-4 s cold on 2 cores; its
-occupancy then takes 16-17 iterations and no further setup (scipy's BiCGSTAB
-on a Python V-cycle and a hierarchy per direction took 23 and 33 iterations,
-4 s and 9 s; GMRES(50) with one Gauss-Seidel sweep, 100-200+ iterations and
-36 s).  :meth:`PolicySystem.solve_many` runs independent solves concurrently.
+(tau = 0.1) is evaluated in 19 BiCGSTAB iterations (each two V-cycles of 50-75
+ms) after a 0.5 s multigrid setup, 3-4 s cold on 2 cores; its occupancy then
+takes 16 iterations and no further setup (scipy's BiCGSTAB on a Python V-cycle
+and a hierarchy per direction took 23 and 33 iterations, 4 s and 9 s; GMRES(50)
+with one Gauss-Seidel sweep, 100-200+ iterations and 36 s).
+:meth:`PolicySystem.solve_many` runs independent solves concurrently.
 No dense S x S matrix is formed for sparse MDPs.
 """
 
