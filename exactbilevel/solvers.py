@@ -56,11 +56,11 @@ Methods
     dense (policy evaluations by LU), or when tau > 0 and the contraction
     predicts more than ``AUTO_NEWTON_SWEEPS`` sweeps (on the 1000 x 1000
     GridWorld at gamma = 0.999, tau = 0.1: about 17 Newton steps with
-    multigrid evaluations, 25-30 s); else modified policy iteration (at gamma = 0.99
-    there it certifies 1e-8 in about 20 s, soft policy iteration in 25 s; hard
-    policy iteration meets deterministic policies whose evaluations at gamma
-    near 1 need hundreds of Krylov iterations, and is never chosen for large
-    sparse MDPs).  Fast-mixing MDPs finish in a few value-iteration sweeps.
+    multigrid evaluations, 25-30 s); else modified policy iteration (at
+    gamma = 0.99 there both certify 1e-8 in about 17 s; hard policy iteration
+    meets deterministic policies whose evaluations at gamma near 1 need
+    hundreds of Krylov iterations, and is never chosen for large sparse
+    MDPs).  Fast-mixing MDPs finish in a few value-iteration sweeps.
 
 Every method accepts a warm start ``V0`` (later issues solve thousands of
 nearby problems).
@@ -95,9 +95,9 @@ AUTO_SWITCH_SWEEPS = 30
 #: "auto" on large sparse MDPs with tau > 0 takes policy iteration (multigrid
 #: evaluations) instead of modified policy iteration when value iteration
 #: predicts more sweeps than this (on the 1000 x 1000 GridWorld, tau = 0.1:
-#: about 1500 predicted sweeps at gamma = 0.99, where modified policy iteration
-#: is faster, 17 s against 23 s; 4400 at gamma = 0.999, where it needs more than
-#: 120 s and policy iteration 25-30 s).
+#: about 1500 predicted sweeps at gamma = 0.99, where both take about 17 s;
+#: 4400 at gamma = 0.999, where modified policy iteration needs more than 120 s
+#: and policy iteration 25-30 s).
 AUTO_NEWTON_SWEEPS = 3000
 
 #: Policy backups per improvement step of modified policy iteration.
