@@ -421,3 +421,24 @@ def test_multigrid_when_the_aggregation_stalls(transpose):
     A_ = A_.T if transpose else A_
     ord_ = 1 if transpose else np.inf
     assert np.linalg.norm(b - A_ @ x, ord_) <= 1e-12 * np.linalg.norm(b, ord_) * (1 + 1e-3)
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+def test_gmres_fallback_when_bicgstab_stops_short(transpose):
+    """With BiCGSTAB capped at one iteration, the multigrid path falls back to GMRES with the
+    same cycle and the refined answer still meets its certificate."""
+    mdp = eb.envs.gridworld(n=15, actions=4, gamma=0.99, sparse=True).mdp
+    rng = np.random.default_rng(2)
+    pi = rng.dirichlet(np.ones(mdp.A), size=mdp.S)
+    b = rng.uniform(-1, 1, mdp.S)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(evaluation, "DENSE_LU_MAX_STATES", 1)
+        mp.setattr(evaluation, "MULTIGRID_COARSE_STATES", 8)
+        mp.setattr(evaluation, "MULTIGRID_MAXITER", 1)
+        ps = PolicySystem(mdp, pi)
+        x = ps.solve(b, transpose=transpose)
+    assert ps._mg.iterations and set(ps._mg.iterations) == {1}  # every BiCGSTAB run stopped short
+    A = np.eye(mdp.S) - mdp.gamma * ref.policy_matrix_ref(ref.dense_kernel(mdp), pi)
+    A = A.T if transpose else A
+    ord_ = 1 if transpose else np.inf
+    assert np.linalg.norm(b - A @ x, ord_) <= 1e-12 * np.linalg.norm(b, ord_) * (1 + 1e-3)
