@@ -92,6 +92,50 @@ def sweep_csr(indptr, cols, relative, codes, table, r, V, gamma, tau, Q, TV):
 
 
 @njit(cache=True, parallel=True)
+def _copy_action_rows(indptr, cols, codes, table, actions, A, ptr, out_cols, out_codes, out_vals):
+    S = actions.shape[0]
+    coded = codes.shape[0] > 0
+    for s in prange(S):
+        i = np.int64(s) * A + actions[s]
+        j = ptr[s]
+        for k in range(indptr[i], indptr[i + 1]):
+            out_cols[j] = cols[k]
+            if coded:
+                out_codes[j] = codes[k]
+            else:
+                out_vals[j] = table[k]
+            j += 1
+
+
+@njit(cache=True)
+def action_rows(indptr, cols, relative, codes, table, actions):
+    """The rows ``s*A + actions[s]`` of a packed CSR (see :func:`sweep_csr`), in the
+    same packed form with one row per state: the matrix P_pi of the deterministic
+    policy s -> actions[s], for :func:`state_backup`."""
+    S = actions.shape[0]
+    A = (indptr.shape[0] - 1) // S
+    ptr = np.empty(S + 1, dtype=np.int64)
+    ptr[0] = 0
+    for s in range(S):
+        i = np.int64(s) * A + actions[s]
+        ptr[s + 1] = ptr[s] + indptr[i + 1] - indptr[i]
+    coded = codes.shape[0] > 0
+    out_cols = np.empty(ptr[S], dtype=cols.dtype)
+    out_codes = np.empty(ptr[S] if coded else 0, dtype=codes.dtype)
+    out_vals = np.empty(0 if coded else ptr[S], dtype=table.dtype)
+    _copy_action_rows(indptr, cols, codes, table, actions, A, ptr, out_cols, out_codes, out_vals)
+    return ptr, out_cols, relative, out_codes, table if coded else out_vals
+
+
+@njit(cache=True, parallel=True)
+def state_backup(ptr, cols, relative, codes, table, b, gamma, x, out):
+    """out[s] = b[s] + gamma * sum_k P_k x[col_k] over row s of a packed CSR with one
+    row per state (:func:`action_rows`)."""
+    for s in prange(b.shape[0]):
+        out[s] = b[s] + gamma * _row_dot(ptr, cols, relative, codes, table, s, s, x)
+
+
+@njit(cache=True, parallel=True)
 def policy_from_q(Q, tau, pi):
     """pi[s] = softmax(Q[s] / tau) (max-shifted, underflowing terms set to 0);
     for tau = 0 the one-hot vector of the first maximizing action."""

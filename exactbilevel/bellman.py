@@ -59,6 +59,20 @@ def sweep(mdp, r, V, tau, Q=None, TV=None):
     return Q, TV
 
 
+def action_backups(mdp, actions, b, V, count):
+    """``count`` backups ``V <- b + gamma P(.|s, a_s) V`` of the deterministic policy
+    ``s -> actions[s]`` of a sparse MDP, each a gamma-contraction towards that
+    policy's values.  Its rows of P are copied once in the packed form of the
+    sweep (3 bytes per entry on grids), then read ``count`` times.  No checks:
+    callers validate (actions int64 in [0, A), b and V of shape (S,))."""
+    rows = _kernels.action_rows(*mdp.packed, actions)
+    out = np.empty_like(V)
+    for _ in range(count):
+        _kernels.state_backup(*rows, b, mdp.gamma, V, out)
+        V, out = out, V
+    return V
+
+
 def greedy(Q, tau):
     """Policy of validated Q (see :func:`policy_from_q`)."""
     pi = np.empty_like(Q)

@@ -45,7 +45,9 @@ Methods
     full support) is built once (``_kernels.policy_pattern``) and only its
     values are refilled per step (``_kernels.policy_refill``, 20 ms instead of
     200 ms at S = 10^6; soft policy iteration on large sparse MDPs does the
-    same); hard policies build P_pi without a compaction pass.
+    same); for tau = 0 on sparse MDPs the backups read the greedy action's rows
+    of the packed P directly (``bellman.action_backups``: no P_pi, 3 bytes per
+    entry on grids).
 ``"anderson"``  Anderson-accelerated value iteration (memory 5, least squares
     on the residuals); a step whose residual span does not fall below the
     previous one is rejected in favour of the plain sweep and the memory is
@@ -78,7 +80,7 @@ import numpy as np
 
 from . import _kernels
 from ._validation import ConvergenceError, as_float_array, check_int, check_positive, check_tau
-from .bellman import check_mdp, check_reward, greedy, sweep
+from .bellman import action_backups, check_mdp, check_reward, greedy, sweep
 from .evaluation import DENSE_LU_MAX_STATES, PolicySystem, policy_reward
 
 __all__ = ["solve", "SolveResult", "ConvergenceError", "METHODS", "AUTO_SWITCH_SWEEPS"]
@@ -248,6 +250,8 @@ def _policy_iteration(prob, V, max_iter, count=0, method="policy_iteration", bac
             target = max(0.1 * prob.tol * (1.0 - gamma), FORCING * resid)
             rtol = min(max(target / max(float(np.abs(b).max()), 1e-300), 1e-14), 1e-3)
             V = policy_system(pi).solve(b, x0=V_hat, rtol=rtol)
+        elif prob.mdp.is_sparse and prob.tau == 0.0:  # the greedy policy's rows of P, as they are
+            V = action_backups(prob.mdp, np.argmax(pi, axis=1), b, TV.copy(), backups)
         else:
             V = policy_system(pi).backup(b, TV.copy(), backups)
         Q, TV = prob.sweep(V)

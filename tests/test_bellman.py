@@ -344,3 +344,10 @@ def test_every_packed_form_equals_a_scipy_matvec(make, relative, coded):
     Q_ref = r + mdp.gamma * (mdp.P @ V).reshape(mdp.S, mdp.A)  # scipy, independent of the kernel
     np.testing.assert_allclose(Q, Q_ref, rtol=0, atol=1e-12 * (1 + np.abs(Q_ref).max()))
     np.testing.assert_array_equal(TV, Q.max(axis=1))
+    # the backups of a deterministic policy read the same rows
+    actions = rng.integers(0, mdp.A, mdp.S)
+    b = rng.normal(size=mdp.S)
+    out = bellman.action_backups(mdp, actions, b, V.copy(), 2)
+    P_a = mdp.P[np.arange(mdp.S) * mdp.A + actions]  # scipy rows (s, a_s)
+    once = b + mdp.gamma * (P_a @ V)
+    np.testing.assert_allclose(out, b + mdp.gamma * (P_a @ once), rtol=0, atol=1e-12 * (1 + np.abs(once).max()))
