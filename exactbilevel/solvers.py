@@ -39,8 +39,9 @@ Methods
     on a compiled CSR matvec otherwise: no dense S x S matrix for sparse MDPs),
     to an accuracy tied to the current residual (inexact Newton).
 ``"modified_policy_iteration"``  the greedy (softmax) policy of each sweep,
-    then ``MPI_BACKUPS = 20`` backups ``V <- r_pi + tau H_pi + gamma P_pi V`` on
-    the compiled policy matrix (Puterman 6.5), each about 1/A of a sweep.  For
+    then ``MPI_BACKUPS = 20`` backups (``MPI_BACKUPS_SOFT = 60`` for tau > 0)
+    ``V <- r_pi + tau H_pi + gamma P_pi V`` on the compiled policy matrix
+    (Puterman 6.5), each about 1/A of a sweep.  For
     tau > 0 on sparse MDPs the pattern of P_pi (the same for every policy of
     full support) is built once (``_kernels.policy_pattern``) and only its
     values are refilled per step (``_kernels.policy_refill``, 20 ms instead of
@@ -59,10 +60,10 @@ Methods
     predicts more than ``AUTO_NEWTON_SWEEPS`` sweeps (on the 1000 x 1000
     GridWorld at gamma = 0.999, tau = 0.1: about 17 Newton steps with
     multigrid evaluations, 25-30 s); else modified policy iteration (at
-    gamma = 0.99 there both certify 1e-8 in about 17 s; hard policy iteration
-    meets deterministic policies whose evaluations at gamma near 1 need
-    hundreds of Krylov iterations, and is never chosen for large sparse
-    MDPs).  Fast-mixing MDPs finish in a few value-iteration sweeps.
+    gamma = 0.99 there it certifies 1e-8 in 13 s, policy iteration in 18 s;
+    hard policy iteration meets deterministic policies whose evaluations at
+    gamma near 1 need hundreds of Krylov iterations, and is never chosen for
+    large sparse MDPs).  Fast-mixing MDPs finish in a few value-iteration sweeps.
 
 Every method accepts a warm start ``V0`` (later issues solve thousands of
 nearby problems).
@@ -97,13 +98,18 @@ AUTO_SWITCH_SWEEPS = 30
 #: "auto" on large sparse MDPs with tau > 0 takes policy iteration (multigrid
 #: evaluations) instead of modified policy iteration when value iteration
 #: predicts more sweeps than this (on the 1000 x 1000 GridWorld, tau = 0.1:
-#: about 1500 predicted sweeps at gamma = 0.99, where both take about 17 s;
-#: 4400 at gamma = 0.999, where modified policy iteration needs more than 120 s
-#: and policy iteration 25-30 s).
+#: about 1500 predicted sweeps at gamma = 0.99, where modified policy iteration
+#: takes 13 s and policy iteration 18 s; 4400 at gamma = 0.999, where they take
+#: 145 s and 25-30 s).
 AUTO_NEWTON_SWEEPS = 3000
 
-#: Policy backups per improvement step of modified policy iteration.
+#: Policy backups per improvement step of modified policy iteration, for hard
+#: (tau = 0) and soft policies.  Soft steps cost more (softmax sweep, refill)
+#: and their policies move smoothly, so more backups pay: on the 1000 x 1000
+#: GridWorld (gamma = 0.99, tau = 0.1) 20 / 60 / 100 / 160 backups certify 1e-8 in
+#: 17 / 12.8 / 13.3 / 14.3 s; hard, 10 / 20 / 40 / 80 take 14 / 11 / 17 / 16 s.
 MPI_BACKUPS = 20
+MPI_BACKUPS_SOFT = 60
 
 #: Forcing term of policy iteration's inexact Newton steps: each evaluation
 #: stops at a linear residual of FORCING x the current Bellman residual
@@ -260,6 +266,10 @@ def _policy_iteration(prob, V, max_iter, count=0, method="policy_iteration", bac
     return prob.result(V_hat, bound, count, method)
 
 
+def _mpi_backups(tau):
+    return MPI_BACKUPS if tau == 0.0 else MPI_BACKUPS_SOFT
+
+
 def _anderson(prob, V, max_iter, count=0):
     m = _ANDERSON_MEMORY
     Vs, Fs, Gs = [], [], []  # iterates, residuals, images
@@ -344,7 +354,7 @@ def solve(mdp, r, tau=0.0, method="auto", tol=1e-10, V0=None, max_iter=None, rai
     elif name == "policy_iteration":
         res = _policy_iteration(prob, V, max_iter or 500)
     elif name == "modified_policy_iteration":
-        res = _policy_iteration(prob, V, max_iter or sweeps, method=name, backups=MPI_BACKUPS)
+        res = _policy_iteration(prob, V, max_iter or sweeps, method=name, backups=_mpi_backups(tau))
     else:
         res = _value_iteration(prob, V, max_iter or sweeps, switch=True)
         if isinstance(res, tuple):
@@ -357,7 +367,7 @@ def solve(mdp, r, tau=0.0, method="auto", tol=1e-10, V0=None, max_iter=None, rai
             else:
                 res = _policy_iteration(
                     prob, V, max_iter or sweeps, count=count, method="auto:modified_policy_iteration",
-                    backups=MPI_BACKUPS,
+                    backups=_mpi_backups(tau),
                 )
         else:
             res = SolveResult(**{**res.__dict__, "method": "auto:value_iteration"})
