@@ -234,7 +234,7 @@ def _policy_iteration(prob, V, max_iter, count=0, method="policy_iteration", bac
         ptr, idx, slot = _kernels.policy_pattern(indptr, indices, prob.mdp.S, prob.mdp.A)
         refill = (indptr, data, ptr, idx, slot, np.empty(idx.shape[0]))
 
-    def policy_system(pi):
+    def system_of(pi):
         if refill is None:
             return PolicySystem(prob.mdp, pi, factor=backups is None)
         indptr, data, ptr, idx, slot, val = refill
@@ -255,11 +255,11 @@ def _policy_iteration(prob, V, max_iter, count=0, method="policy_iteration", bac
             resid = float(np.abs(TV - V).max())
             target = max(0.1 * prob.tol * (1.0 - gamma), FORCING * resid)
             rtol = min(max(target / max(float(np.abs(b).max()), 1e-300), 1e-14), 1e-3)
-            V = policy_system(pi).solve(b, x0=V_hat, rtol=rtol)
+            V = system_of(pi).solve(b, x0=V_hat, rtol=rtol)
         elif prob.mdp.is_sparse and prob.tau == 0.0:  # the greedy policy's rows of P, as they are
             V = action_backups(prob.mdp, np.argmax(pi, axis=1), b, TV.copy(), backups)
         else:
-            V = policy_system(pi).backup(b, TV.copy(), backups)
+            V = system_of(pi).backup(b, TV.copy(), backups)
         Q, TV = prob.sweep(V)
         count += 1
         bound, V_hat = prob.certify(V, TV)
