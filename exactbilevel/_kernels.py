@@ -15,25 +15,29 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-#: exp(z) underflows to zero below this; such terms are skipped, not exponentiated.
-EXP_UNDERFLOW = -745.2
+from ._vecmath import EXP_SKIP, exp_neg, log_pos
 
 
 @njit(cache=True, inline="always")
 def _soft_max_row(q, tau):
-    """m + tau * log sum_a exp((q_a - m) / tau) with m = max q; hard max for tau = 0."""
+    """m + tau * log sum_a exp((q_a - m) / tau) with m = max q; hard max for tau = 0.
+
+    The exponents are ``(q_a - m) * (1 / tau)`` (0 for the maximal terms, also
+    when 1 / tau overflows); terms below ``EXP_SKIP`` are skipped (see
+    :mod:`exactbilevel._vecmath`, whose exp and log these are)."""
     m = q[0]
     for a in range(1, q.shape[0]):
         if q[a] > m:
             m = q[a]
     if tau == 0.0:
         return m
+    itau = 1.0 / tau
     acc = 0.0
     for a in range(q.shape[0]):
-        z = (q[a] - m) / tau
-        if z > EXP_UNDERFLOW:
-            acc += np.exp(z)
-    return m + tau * np.log(acc)
+        z = (q[a] - m) * itau if q[a] < m else 0.0
+        if z >= EXP_SKIP:
+            acc += exp_neg(z)
+    return m + tau * log_pos(acc)
 
 
 @njit(cache=True, parallel=True)
@@ -137,8 +141,9 @@ def state_backup(ptr, cols, relative, codes, table, b, gamma, x, out):
 
 @njit(cache=True, parallel=True)
 def policy_from_q(Q, tau, pi):
-    """pi[s] = softmax(Q[s] / tau) (max-shifted, underflowing terms set to 0);
-    for tau = 0 the one-hot vector of the first maximizing action."""
+    """pi[s] = softmax(Q[s] / tau) (max-shifted as in :func:`_soft_max_row`,
+    terms below ``EXP_SKIP`` set to 0); for tau = 0 the one-hot vector of the
+    first maximizing action."""
     S, A = Q.shape
     for s in prange(S):
         m = Q[s, 0]
@@ -152,10 +157,11 @@ def policy_from_q(Q, tau, pi):
                 pi[s, a] = 0.0
             pi[s, best] = 1.0
         else:
+            itau = 1.0 / tau
             tot = 0.0
             for a in range(A):
-                z = (Q[s, a] - m) / tau
-                e = np.exp(z) if z > EXP_UNDERFLOW else 0.0
+                z = (Q[s, a] - m) * itau if Q[s, a] < m else 0.0
+                e = exp_neg(z) if z >= EXP_SKIP else 0.0
                 pi[s, a] = e
                 tot += e
             for a in range(A):

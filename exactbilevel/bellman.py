@@ -10,18 +10,23 @@ and the policy greedy for Q, ``pi(a|s) = exp((Q(s,a) - (T_tau V)(s)) / tau)``
 (one-hot on the first maximizing action for tau = 0).  T_tau is a
 gamma-contraction in the sup norm and ``T_tau(V + c) = T_tau V + gamma c`` for a
 constant c.  The log-sum-exp is max-shifted and terms whose exponent is below
--745 (where exp underflows) are skipped, so tau from 1e-8 up and rewards up to
-1e6 give no overflow and no NaN.
+-708 (``_vecmath.EXP_SKIP``: e^-708 < 3.3e-308, which cannot change a sum
+holding the maximal term's 1) are skipped, so tau from 1e-8 up and rewards up
+to 1e6 give no overflow and no NaN.  exp and log are those of
+:mod:`exactbilevel._vecmath` (within 1 ulp of numpy's), which
+compile to SIMD code.
 
 The sweeps are Numba kernels, parallel over states, for dense and CSR
-transitions alike.
+transitions alike; sparse MDPs whose states come in runs with the same
+transitions up to the shift (grids) are swept on their stencil form
+(``TabularMDP.stencil``), with the same bits as the CSR sweep.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import _kernels
+from . import _kernels, _stencil_kernels
 from ._validation import as_float_array, check_tau
 from .mdp import TabularMDP
 
@@ -52,7 +57,9 @@ def sweep(mdp, r, V, tau, Q=None, TV=None):
         Q = np.empty((mdp.S, mdp.A))
     if TV is None:
         TV = np.empty(mdp.S)
-    if mdp.is_sparse:
+    if mdp.stencil is not None:
+        _stencil_kernels.sweep_stencil(*mdp.stencil[:3], r, V, mdp.gamma, tau, Q, TV)
+    elif mdp.is_sparse:
         _kernels.sweep_csr(*mdp.packed, r, V, mdp.gamma, tau, Q, TV)
     else:
         _kernels.sweep_dense(mdp.P, r, V, mdp.gamma, tau, Q, TV)
@@ -69,6 +76,22 @@ def action_backups(mdp, actions, b, V, count):
     out = np.empty_like(V)
     for _ in range(count):
         _kernels.state_backup(*rows, b, mdp.gamma, V, out)
+        V, out = out, V
+    return V
+
+
+def stencil_backups(mdp, pi, b, V, count):
+    """``count`` backups ``V <- b + gamma P_pi V`` of the policy ``pi`` (S, A) on
+    the stencil form of P (``mdp.stencil`` not None): the weights of P_pi on each
+    chunk's offsets are formed once (``_stencil_kernels.policy_weights``, one
+    array (U, S)), then read ``count`` times by a vectorized loop.  No checks:
+    callers validate."""
+    starts, _, w, uoff, umap, nu = mdp.stencil
+    W = np.empty((uoff.shape[1], mdp.S))
+    _stencil_kernels.policy_weights(starts, w, umap, pi, W)
+    out = np.empty_like(V)
+    for _ in range(count):
+        _stencil_kernels.stencil_backup(starts, uoff, nu, W, b, mdp.gamma, V, out)
         V, out = out, V
     return V
 

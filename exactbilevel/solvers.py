@@ -81,7 +81,7 @@ import numpy as np
 
 from . import _kernels
 from ._validation import ConvergenceError, as_float_array, check_int, check_positive, check_tau
-from .bellman import action_backups, check_mdp, check_reward, greedy, sweep
+from .bellman import action_backups, check_mdp, check_reward, greedy, stencil_backups, sweep
 from .evaluation import DENSE_LU_MAX_STATES, PolicySystem, policy_reward
 
 __all__ = ["solve", "SolveResult", "ConvergenceError", "METHODS", "AUTO_SWITCH_SWEEPS"]
@@ -227,19 +227,22 @@ def _policy_iteration(prob, V, max_iter, count=0, method="policy_iteration", bac
     matrix (each about 1/A of a sweep)."""
     gamma = prob.gamma
     refill = None
-    if prob.mdp.is_sparse and prob.tau > 0.0 and (backups is not None or prob.mdp.S > DENSE_LU_MAX_STATES):
+    mdp = prob.mdp
+    if mdp.is_sparse and prob.tau > 0.0 and (
+        mdp.S > DENSE_LU_MAX_STATES if backups is None else mdp.stencil is None
+    ):
         # soft policies have full support (up to underflow), so P_pi has the
         # same pattern at every step: build it once and refill the values.
-        indptr, indices, data = prob.mdp.csr
-        ptr, idx, slot = _kernels.policy_pattern(indptr, indices, prob.mdp.S, prob.mdp.A)
+        indptr, indices, data = mdp.csr
+        ptr, idx, slot = _kernels.policy_pattern(indptr, indices, mdp.S, mdp.A)
         refill = (indptr, data, ptr, idx, slot, np.empty(idx.shape[0]))
 
     def system_of(pi):
         if refill is None:
-            return PolicySystem(prob.mdp, pi, factor=backups is None)
+            return PolicySystem(mdp, pi, factor=backups is None)
         indptr, data, ptr, idx, slot, val = refill
         _kernels.policy_refill(indptr, data, pi, ptr, slot, val)
-        return PolicySystem._from_csr(prob.mdp, (ptr, idx, val))
+        return PolicySystem._from_csr(mdp, (ptr, idx, val))
 
     Q, TV = prob.sweep(V)
     count += 1
@@ -256,8 +259,10 @@ def _policy_iteration(prob, V, max_iter, count=0, method="policy_iteration", bac
             target = max(0.1 * prob.tol * (1.0 - gamma), FORCING * resid)
             rtol = min(max(target / max(float(np.abs(b).max()), 1e-300), 1e-14), 1e-3)
             V = system_of(pi).solve(b, x0=V_hat, rtol=rtol)
-        elif prob.mdp.is_sparse and prob.tau == 0.0:  # the greedy policy's rows of P, as they are
-            V = action_backups(prob.mdp, np.argmax(pi, axis=1), b, TV.copy(), backups)
+        elif mdp.stencil is not None:  # P_pi on the stencil form of P
+            V = stencil_backups(mdp, pi, b, TV.copy(), backups)
+        elif mdp.is_sparse and prob.tau == 0.0:  # the greedy policy's rows of P, as they are
+            V = action_backups(mdp, np.argmax(pi, axis=1), b, TV.copy(), backups)
         else:
             V = system_of(pi).backup(b, TV.copy(), backups)
         Q, TV = prob.sweep(V)

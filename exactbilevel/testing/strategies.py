@@ -37,7 +37,7 @@ from ..mdp import TabularMDP
 from ..objectives import DistributionMatchingObjective, OccupancyObjective
 from ..rewards import GaussianGoalReward, LinearReward
 
-__all__ = ["mdps", "rewards", "values", "policies", "taus", "seeds", "xs", "objectives"]
+__all__ = ["mdps", "banded_mdps", "rewards", "values", "policies", "taus", "seeds", "xs", "objectives"]
 
 #: Seeds for numpy Generators; they shrink to 0.
 seeds = st.integers(0, 2**32 - 1)
@@ -168,6 +168,52 @@ def mdps(
         rho_arr = np.where(mask, rng.standard_exponential(S), 0.0)
         rho_arr /= rho_arr.sum()
     return TabularMDP(P, g, rho_arr)
+
+
+@st.composite
+def banded_mdps(draw, min_states=160, max_states=400, max_actions=4, gamma=(0.0, 0.99), max_offset=3):
+    """Sparse MDPs whose states come in long runs with the same transitions up to
+    the shift by s, like grids: the form a sparse MDP keeps as a stencil
+    (``TabularMDP.stencil``), which these always have.
+
+    The states are cut into segments at multiples of 64; in each segment every
+    action moves from s to ``s + o`` for a few random offsets ``|o| <= max_offset``
+    with random probabilities, next states clipped to ``[0, S)`` (so the rows
+    of the first and last few states differ).  ``min_states`` must be at least
+    160, so that the runs average over ``STENCIL_MIN_RUN`` = 16 states.
+
+    >>> from hypothesis import given, settings
+    >>> @settings(max_examples=3, deadline=None)
+    ... @given(banded_mdps(max_states=200))
+    ... def check(mdp):
+    ...     assert mdp.is_sparse and mdp.stencil is not None
+    >>> check()
+    """
+    if not 160 <= min_states <= max_states:
+        raise InvalidArgument(f"need 160 <= min_states <= max_states, got {min_states}, {max_states}")
+    if max_actions < 1 or max_offset < 0:
+        raise InvalidArgument(f"need max_actions >= 1 and max_offset >= 0, got {max_actions}, {max_offset}")
+    g_lo, g_hi = _interval("gamma", gamma, 0.0, math.nextafter(1.0, 0.0))
+    S = draw(st.integers(min_states, max_states))
+    A = draw(st.integers(1, max_actions))
+    g = draw(_uniform(g_lo, g_hi))
+    kind = draw(st.sampled_from(["dirichlet", "peaked"]))
+    rng = np.random.default_rng(draw(seeds))
+    cuts = np.sort(rng.choice(np.arange(64, S, 64), size=rng.integers(0, (S - 1) // 64 + 1), replace=False))
+    segment = np.searchsorted(cuts, np.arange(S), side="right")  # segment of each state
+    offsets = np.arange(-max_offset, max_offset + 1)
+    rows, cols, vals = [], [], []
+    for seg in range(cuts.size + 1):
+        states = np.flatnonzero(segment == seg)
+        for a in range(A):
+            k = rng.integers(1, offsets.size + 1)
+            off = np.sort(rng.choice(offsets, size=k, replace=False))
+            w = _row_weights(rng, 1, k, kind)[0]
+            rows.append(np.repeat(states * A + a, k))
+            cols.append(np.clip(states[:, None] + off[None, :], 0, S - 1).ravel())
+            vals.append(np.tile(w, states.size))
+    P = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(S * A, S))
+    return TabularMDP(P, g)
 
 
 def _shape(mdp):
