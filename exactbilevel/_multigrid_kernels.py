@@ -7,12 +7,18 @@ nonsingular M-matrix).  Kernels assume what the caller checked: C-contiguous
 arrays of consistent shapes and dtypes, column indices in range.  Plain-numpy
 references live in :mod:`exactbilevel.testing.reference`; the tests compare.
 
-A level of the hierarchy is stored "split": its diagonal ``diag`` and the CSR
+A level of the hierarchy is built "split": its diagonal ``diag`` and the CSR
 arrays ``(optr, oidx, oval)`` of its off-diagonal part (entries <= 0).  The
-solve kernels take all levels stacked into one block-diagonal split matrix:
-level l owns rows ``lo[l]:lo[l + 1]`` and its column indices are global, and
-``agg[i]`` (for i on every level but the last) is the global row of the
-aggregate that i belongs to on the next level.
+solve kernels take all levels stacked into one block-diagonal matrix, level l
+owning rows ``lo[l]:lo[l + 1]`` (global column indices), with ``agg[i]`` (for i
+on every level but the last) the global row of the aggregate that i belongs
+to on the next level, and its off-diagonal part in padded rows
+(:func:`padded_stack`): every row of level l has ``width[l]`` slots, row s's
+at ``base[l] + (s - lo[l]) * width[l] + k`` in ``(pidx, pval)``, unused slots
+pointing at s itself with value 0.  A fixed trip count per level lets the
+compiler pipeline the sequential Gauss-Seidel sweeps: 7 ms instead of 14 ms
+for the finest level of the 1000 x 1000 GridWorld.  The stack also keeps
+``diag`` and ``idiag = 1 / diag``.
 """
 
 from __future__ import annotations
@@ -220,43 +226,109 @@ def galerkin(optr, oidx, oval, diag, agg, nc):
 
 
 @njit(cache=True)
-def gauss_seidel(optr, oidx, oval, diag, lo, hi, reverse, b, x):
-    """One in-place Gauss-Seidel sweep for A x = b over the rows lo..hi-1 of a
-    split matrix, in index order (reversed when ``reverse``):
-    x[s] <- (b[s] - sum_t a_st x[t]) / a_ss."""
-    for q in range(hi - lo):
-        s = hi - 1 - q if reverse else lo + q
+def padded_stack(optr, oidx, oval, lo):
+    """The split CSR stack ``(optr, oidx, oval)`` (levels ``lo``) in padded rows:
+    returns ``(pidx, pval, base, width)`` (module docstring)."""
+    L = lo.shape[0] - 1
+    width = np.zeros(L, dtype=np.int64)
+    base = np.zeros(L + 1, dtype=np.int64)
+    for lev in range(L):
+        for s in range(lo[lev], lo[lev + 1]):
+            width[lev] = max(width[lev], optr[s + 1] - optr[s])
+        base[lev + 1] = base[lev] + (lo[lev + 1] - lo[lev]) * width[lev]
+    pidx = np.empty(base[L], dtype=np.int64)
+    pval = np.zeros(base[L])
+    for lev in range(L):
+        K = width[lev]
+        for s in range(lo[lev], lo[lev + 1]):
+            p = base[lev] + (s - lo[lev]) * K
+            n = optr[s + 1] - optr[s]
+            for k in range(K):
+                if k < n:
+                    pidx[p + k] = oidx[optr[s] + k]
+                    pval[p + k] = oval[optr[s] + k]
+                else:
+                    pidx[p + k] = s
+    return pidx, pval, base, width
+
+
+@njit(cache=True)
+def transpose_split(optr, oidx, oval):
+    """The transpose of a square split CSR (diagonal apart): ``(tptr, tidx, tval)``
+    with the entries of each row in increasing column order (counting sort)."""
+    n = optr.shape[0] - 1
+    tptr = np.zeros(n + 1, dtype=np.int64)
+    for k in range(optr[n]):
+        tptr[oidx[k] + 1] += 1
+    for i in range(n):
+        tptr[i + 1] += tptr[i]
+    fill = tptr[:-1].copy()
+    tidx = np.empty(optr[n], dtype=np.int64)
+    tval = np.empty(optr[n])
+    for s in range(n):
+        for k in range(optr[s], optr[s + 1]):
+            t = oidx[k]
+            tidx[fill[t]] = s
+            tval[fill[t]] = oval[k]
+            fill[t] += 1
+    return tptr, tidx, tval
+
+
+@njit(cache=True)
+def gauss_seidel(pidx, pval, idiag, base, width, lo, lev, reverse, b, x):
+    """One in-place Gauss-Seidel sweep for A x = b over the rows of level ``lev``
+    of a padded stack, in index order (reversed when ``reverse``):
+    x[s] <- (b[s] - sum_t a_st x[t]) / a_ss.  (Unsigned indices: no
+    negative-index wraparound tests in the loop, 5.5 ms instead of 9 ms on the
+    finest GridWorld level.)"""
+    a, n = lo[lev], lo[lev + 1] - lo[lev]
+    p0, K = np.uint64(base[lev]), np.uint64(width[lev])
+    for q in range(n):
+        i = np.uint64(n - 1 - q if reverse else q)
+        s = np.uint64(a) + i
+        p = p0 + i * K
         acc = b[s]
-        for k in range(optr[s], optr[s + 1]):
-            acc -= oval[k] * x[oidx[k]]
-        x[s] = acc / diag[s]
+        for k in range(K):
+            acc -= pval[p + k] * x[np.uint64(pidx[p + k])]
+        x[s] = acc * idiag[s]
+
+
+@njit(cache=True, inline="always")
+def _row_residual(pidx, pval, diag, p, K, s, b, x):
+    """b[s] - (A x)[s] for row s, its slots at p..p+K-1 (unsigned indices)."""
+    acc = b[s] - diag[s] * x[s]
+    for k in range(K):
+        acc -= pval[p + k] * x[np.uint64(pidx[p + k])]
+    return acc
 
 
 @njit(cache=True, parallel=True)
-def split_matvec(optr, oidx, oval, diag, n, x, out):
-    """out = A x for the first n rows of a split matrix (level 0 of a stack)."""
+def split_matvec(pidx, pval, diag, base, width, n, x, out):
+    """out = A x for the first n rows (level 0) of a padded stack."""
+    K = np.uint64(width[0])
+    p0 = np.uint64(base[0])
     for s in prange(n):
-        acc = diag[s] * x[s]
-        for k in range(optr[s], optr[s + 1]):
-            acc += oval[k] * x[oidx[k]]
-        out[s] = acc
-
-
+        u = np.uint64(s)
+        p = p0 + u * K
+        acc = diag[u] * x[u]
+        for k in range(K):
+            acc += pval[p + k] * x[np.uint64(pidx[p + k])]
+        out[u] = acc
 @njit(cache=True, parallel=True)
-def vcycle(optr, oidx, oval, diag, lo, agg, coarse_inv, pre_reverse, post_reverse, b, x, B, X):
-    """x = one V(1, 1) cycle from zero for A_0 x = b on a stacked hierarchy.
+def vcycle(pidx, pval, diag, idiag, base, width, lo, agg, coarse_inv, pre_reverse, post_reverse, b, x, B, X, R):
+    """x = one V(1, 1) cycle from zero for A_0 x = b on a padded stack.
 
     Level l (rows lo[l]:lo[l+1]): a Gauss-Seidel sweep from zero (in reverse
-    index order when ``pre_reverse``), the residual restricted to level l + 1
-    by summing over aggregates (the Galerkin R = P^T of the piecewise-constant
-    prolongation P); on the last level ``X = coarse_inv @ B`` when
-    ``coarse_inv`` is its (n_L, n_L) inverse, else a forward and a backward
-    sweep; then back up, the coarse correction prolonged (x_i += x_{agg[i]})
-    and a sweep (reversed when ``post_reverse``).  B and X are work arrays with
-    one entry per row of the stack.  The transpose of the cycle with sweeps
-    (pre, post) on A is the cycle with the opposite sweeps (reversed post,
-    reversed pre) on the transposed stack (the same diag and lo, every level
-    transposed, ``coarse_inv`` transposed).
+    index order when ``pre_reverse``), the residual (in parallel, into R)
+    restricted to level l + 1 by summing over aggregates (the Galerkin R = P^T
+    of the piecewise-constant prolongation P); on the last level
+    ``X = coarse_inv @ B`` when ``coarse_inv`` is its (n_L, n_L) inverse, else
+    a forward and a backward sweep; then back up, the coarse correction
+    prolonged (x_i += x_{agg[i]}) and a sweep (reversed when ``post_reverse``).
+    B, X and R are work arrays with one entry per row of the stack.  The
+    transpose of the cycle with sweeps (pre, post) on A is the cycle with the
+    opposite sweeps (reversed post, reversed pre) on the transposed stack (the
+    same diagonal and lo, every level transposed, ``coarse_inv`` transposed).
     """
     L = lo.shape[0] - 1
     n0 = lo[1]
@@ -264,16 +336,17 @@ def vcycle(optr, oidx, oval, diag, lo, agg, coarse_inv, pre_reverse, post_revers
         B[s] = b[s]
     for lev in range(L - 1):
         a, e = lo[lev], lo[lev + 1]
+        p0, K = np.uint64(base[lev]), np.uint64(width[lev])
         for s in prange(a, e):
             X[s] = 0.0
-        gauss_seidel(optr, oidx, oval, diag, a, e, pre_reverse, B, X)
+        gauss_seidel(pidx, pval, idiag, base, width, lo, lev, pre_reverse, B, X)
+        for s in prange(a, e):
+            u = np.uint64(s)
+            R[u] = _row_residual(pidx, pval, diag, p0 + (u - np.uint64(a)) * K, K, u, B, X)
         for c in range(lo[lev + 1], lo[lev + 2]):
             B[c] = 0.0
-        for s in range(a, e):  # residual, restricted (sequential: scatter-add)
-            acc = B[s] - diag[s] * X[s]
-            for k in range(optr[s], optr[s + 1]):
-                acc -= oval[k] * X[oidx[k]]
-            B[agg[s]] += acc
+        for s in range(a, e):  # restriction (sequential: scatter-add)
+            B[agg[s]] += R[s]
     a, e = lo[L - 1], lo[L]
     if coarse_inv.shape[0] == e - a:
         for i in prange(e - a):
@@ -284,13 +357,13 @@ def vcycle(optr, oidx, oval, diag, lo, agg, coarse_inv, pre_reverse, post_revers
     else:
         for s in range(a, e):
             X[s] = 0.0
-        gauss_seidel(optr, oidx, oval, diag, a, e, False, B, X)
-        gauss_seidel(optr, oidx, oval, diag, a, e, True, B, X)
+        gauss_seidel(pidx, pval, idiag, base, width, lo, L - 1, False, B, X)
+        gauss_seidel(pidx, pval, idiag, base, width, lo, L - 1, True, B, X)
     for lev in range(L - 2, -1, -1):
         a, e = lo[lev], lo[lev + 1]
         for s in prange(a, e):
             X[s] += X[agg[s]]
-        gauss_seidel(optr, oidx, oval, diag, a, e, post_reverse, B, X)
+        gauss_seidel(pidx, pval, idiag, base, width, lo, lev, post_reverse, B, X)
     for s in prange(n0):
         x[s] = X[s]
 
@@ -338,7 +411,8 @@ def norm(u, ord_):
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def bicgstab(optr, oidx, oval, diag, lo, agg, coarse_inv, pre_reverse, post_reverse, b, atol, ord_, maxiter, x):
+def bicgstab(pidx, pval, diag, idiag, base, width, lo, agg, coarse_inv, pre_reverse, post_reverse, b, atol, ord_,
+             maxiter, x):
     """BiCGSTAB (van der Vorst 1992) for A_0 x = b, right-preconditioned by
     :func:`vcycle`, from x = 0.
 
@@ -350,7 +424,7 @@ def bicgstab(optr, oidx, oval, diag, lo, agg, coarse_inv, pre_reverse, post_reve
     """
     n = lo[1]
     N = lo[lo.shape[0] - 1]
-    B, X = np.empty(N), np.empty(N)
+    B, X, R = np.empty(N), np.empty(N), np.empty(N)
     r, rhat, p, v = np.empty(n), np.empty(n), np.zeros(n), np.zeros(n)
     y, z, t = np.empty(n), np.empty(n), np.empty(n)
     for i in prange(n):
@@ -367,8 +441,8 @@ def bicgstab(optr, oidx, oval, diag, lo, agg, coarse_inv, pre_reverse, post_reve
         beta = (rho1 / rho) * (alpha / omega)
         for i in prange(n):
             p[i] = r[i] + beta * (p[i] - omega * v[i])
-        vcycle(optr, oidx, oval, diag, lo, agg, coarse_inv, pre_reverse, post_reverse, p, y, B, X)
-        split_matvec(optr, oidx, oval, diag, n, y, v)
+        vcycle(pidx, pval, diag, idiag, base, width, lo, agg, coarse_inv, pre_reverse, post_reverse, p, y, B, X, R)
+        split_matvec(pidx, pval, diag, base, width, n, y, v)
         den = dot(rhat, v)
         if den == 0.0:
             return -1, it
@@ -378,8 +452,8 @@ def bicgstab(optr, oidx, oval, diag, lo, agg, coarse_inv, pre_reverse, post_reve
             r[i] -= alpha * v[i]  # r is now s
         if norm(r, ord_) <= atol:
             return 0, it + 1
-        vcycle(optr, oidx, oval, diag, lo, agg, coarse_inv, pre_reverse, post_reverse, r, z, B, X)
-        split_matvec(optr, oidx, oval, diag, n, z, t)
+        vcycle(pidx, pval, diag, idiag, base, width, lo, agg, coarse_inv, pre_reverse, post_reverse, r, z, B, X, R)
+        split_matvec(pidx, pval, diag, base, width, n, z, t)
         tt = dot(t, t)
         omega = dot(t, r) / tt if tt > 0.0 else 0.0
         if omega == 0.0:

@@ -296,14 +296,18 @@ class _Multigrid:
         lo = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
         nnz = np.concatenate([[0], np.cumsum([lv[1].shape[0] for lv in levels])])
         self.lo = lo
-        self.optr = np.concatenate([lv[0][:-1] + nnz[i] for i, lv in enumerate(levels)] + [nnz[-1:]])
-        self.oidx = np.concatenate([lv[1] + lo[i] for i, lv in enumerate(levels)])
-        self.oval = np.concatenate([lv[2] for lv in levels])
         self.diag = np.concatenate([lv[3] for lv in levels])
+        self.idiag = 1.0 / self.diag
         self.agg = np.concatenate([a + lo[i + 1] for i, a in enumerate(aggs)] + [np.zeros(0, np.int64)])
         self.coarse_inv = np.linalg.inv(coarse) if coarse is not None else np.zeros((0, 0))
+        # the split CSR stack, kept until the transposed padded stack is built
+        self._split = (
+            np.concatenate([lv[0][:-1] + nnz[i] for i, lv in enumerate(levels)] + [nnz[-1:]]),
+            np.concatenate([lv[1] + lo[i] for i, lv in enumerate(levels)]),
+            np.concatenate([lv[2] for lv in levels]),
+        )
+        self._padded = {False: _mg.padded_stack(*self._split, lo)}
         self.iterations = []  # BiCGSTAB iterations of each solve, for diagnostics
-        self._T = None
 
     @property
     def sizes(self):
@@ -311,24 +315,22 @@ class _Multigrid:
         return np.diff(self.lo)
 
     def _stack(self, transpose):
-        if not transpose:
-            return (self.optr, self.oidx, self.oval, self.diag, self.lo, self.agg, self.coarse_inv,
-                    *self.SWEEPS[False])
-        if self._T is None:
-            N = self.diag.shape[0]
-            T = sp.csr_matrix((self.oval, self.oidx, self.optr), shape=(N, N)).T.tocsr()
-            T.sort_indices()
-            self._T = (T.indptr.astype(np.int64), T.indices.astype(np.int64), T.data,
-                       np.ascontiguousarray(self.coarse_inv.T))
-        ptr, idx, val, cinv = self._T
-        return (ptr, idx, val, self.diag, self.lo, self.agg, cinv, *self.SWEEPS[True])
+        """The arguments of the solve kernels for A (or A^T, built on first use)."""
+        if transpose not in self._padded:
+            T = _mg.transpose_split(*self._split)
+            self._padded[True] = _mg.padded_stack(*T, self.lo)
+            self._coarse_inv_T = np.ascontiguousarray(self.coarse_inv.T)
+            self._split = None
+        pidx, pval, base, width = self._padded[transpose]
+        cinv = self._coarse_inv_T if transpose else self.coarse_inv
+        return (pidx, pval, self.diag, self.idiag, base, width, self.lo, self.agg, cinv, *self.SWEEPS[transpose])
 
     def vcycle(self, b, transpose=False):
         """One V-cycle for ``A x = b`` (``A^T`` with ``transpose``), permuted labels."""
         N = self.diag.shape[0]
         x = np.empty(self.lo[1])
         _mg.vcycle(*self._stack(transpose), np.ascontiguousarray(b, dtype=np.float64), x,
-                   np.empty(N), np.empty(N))
+                   np.empty(N), np.empty(N), np.empty(N))
         return x
 
     def solve(self, b, atol, transpose=False):
@@ -347,7 +349,8 @@ class _Multigrid:
 
             def matvec(v):
                 out = np.empty(n)
-                _mg.split_matvec(*stack[:4], n, np.ascontiguousarray(v, dtype=np.float64), out)
+                pidx, pval, diag, _, base, width = stack[:6]
+                _mg.split_matvec(pidx, pval, diag, base, width, n, np.ascontiguousarray(v, dtype=np.float64), out)
                 return out
 
             op = spla.LinearOperator((n, n), matvec=matvec, dtype=np.float64)

@@ -220,11 +220,24 @@ def split_to_dense(lev, lo=0, hi=None):
     return A
 
 
+def padded_to_dense(pidx, pval, diag, base, width, lo, lev):
+    """Level ``lev`` of a padded stack, dense; checks that unused slots are
+    (s, 0) and that no slot holds the diagonal."""
+    a, e, K = lo[lev], lo[lev + 1], width[lev]
+    A = np.diag(diag[a:e]).astype(float)
+    for s in range(a, e):
+        p = base[lev] + (s - a) * K
+        cols, vals = pidx[p:p + K], pval[p:p + K]
+        assert np.all((cols >= a) & (cols < e)) and np.all(vals[cols == s] == 0.0)
+        np.add.at(A[s - a], cols - a, vals)
+    return A
+
+
 @settings(max_examples=examples(40))
 @given(systems(sparse=True))
 def test_multigrid_kernels_equal_references(system):
-    """permuted_split, pairwise_aggregate, galerkin, gauss_seidel, split_matvec, split_dense
-    against dense numpy formulas."""
+    """permuted_split, pairwise_aggregate, galerkin, split_dense, transpose_split, padded_stack,
+    gauss_seidel and split_matvec against dense numpy formulas."""
     mdp, pi, b = system
     g = mdp.gamma
     M = ref.policy_matrix_ref(ref.dense_kernel(mdp), pi)
@@ -242,16 +255,22 @@ def test_multigrid_kernels_equal_references(system):
     np.testing.assert_allclose(Ac, ref.galerkin_ref(A, agg, nc), rtol=0, atol=1e-14)
     # the coarse matrix is again a row-diagonally dominant M-matrix
     assert np.all(coarse[2] <= 0) and np.all(Ac.sum(axis=1) >= (1 - g) * sizes - 1e-12)
+    np.testing.assert_array_equal(_mg.split_dense(*lev), A)
+    # the transpose and the padded rows of the solve kernels
+    T = _mg.transpose_split(*lev[:3])
+    np.testing.assert_array_equal(split_to_dense((*T, lev[3])), A.T)
+    lo = np.array([0, mdp.S])
+    pidx, pval, base, width = _mg.padded_stack(*lev[:3], lo)
+    np.testing.assert_array_equal(padded_to_dense(pidx, pval, lev[3], base, width, lo, 0), A)
     bp = b[order]
     x0 = np.random.default_rng(0).uniform(-1, 1, mdp.S)
     for reverse in (False, True):
         x = x0.copy()
-        _mg.gauss_seidel(*lev, 0, mdp.S, reverse, bp, x)
+        _mg.gauss_seidel(pidx, pval, 1.0 / lev[3], base, width, lo, 0, reverse, bp, x)
         np.testing.assert_allclose(x, ref.gauss_seidel_ref(A, bp, x0, reverse), rtol=1e-12, atol=1e-12 * np.abs(bp).max())
     out = np.empty(mdp.S)
-    _mg.split_matvec(*lev, mdp.S, x0, out)
+    _mg.split_matvec(pidx, pval, lev[3], base, width, mdp.S, x0, out)
     np.testing.assert_allclose(out, A @ x0, rtol=0, atol=1e-14)
-    np.testing.assert_array_equal(_mg.split_dense(*lev), A)
 
 
 def small_multigrid(mdp, pi, coarse_states=8):
@@ -274,8 +293,11 @@ def test_vcycle_equals_reference_and_its_transpose(system):
     mdp, pi, b = system
     mg = small_multigrid(mdp, pi, coarse_states=2)
     lo = mg.lo
-    stack = (mg.optr, mg.oidx, mg.oval, mg.diag)
-    As = [split_to_dense(stack, lo[l], lo[l + 1]) for l in range(len(lo) - 1)]
+    pidx, pval, diag, _, base, width = mg._stack(False)[:6]
+    As = [padded_to_dense(pidx, pval, diag, base, width, lo, l) for l in range(len(lo) - 1)]
+    pidx, pval, diag, _, base, width = mg._stack(True)[:6]
+    for l in range(len(lo) - 1):  # the transposed stack holds the transposed levels
+        np.testing.assert_array_equal(padded_to_dense(pidx, pval, diag, base, width, lo, l), As[l].T)
     aggs = [mg.agg[lo[l]:lo[l + 1]] - lo[l + 1] for l in range(len(lo) - 2)]
     A = ref.permuted_system_ref(ref.policy_matrix_ref(ref.dense_kernel(mdp), pi), mdp.gamma, mg.order)
     np.testing.assert_allclose(As[0], A, rtol=0, atol=1e-15)
