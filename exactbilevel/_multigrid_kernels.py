@@ -346,7 +346,8 @@ def vcycle(pidx, pval, diag, idiag, base, width, lo, agg, coarse_inv, pre_revers
         for c in range(lo[lev + 1], lo[lev + 2]):
             B[c] = 0.0
         for s in range(a, e):  # restriction (sequential: scatter-add)
-            B[agg[s]] += R[s]
+            u = np.uint64(s)
+            B[np.uint64(agg[u])] += R[u]
     a, e = lo[L - 1], lo[L]
     if coarse_inv.shape[0] == e - a:
         for i in prange(e - a):
@@ -362,7 +363,8 @@ def vcycle(pidx, pval, diag, idiag, base, width, lo, agg, coarse_inv, pre_revers
     for lev in range(L - 2, -1, -1):
         a, e = lo[lev], lo[lev + 1]
         for s in prange(a, e):
-            X[s] += X[agg[s]]
+            u = np.uint64(s)
+            X[u] += X[np.uint64(agg[u])]
         gauss_seidel(pidx, pval, idiag, base, width, lo, lev, post_reverse, B, X)
     for s in prange(n0):
         x[s] = X[s]
