@@ -78,7 +78,17 @@ def flow_order(indptr, indices, data):
             base += 1
             depth[u] = base
             state[u] = 2
-    return np.argsort(depth, kind="mergesort")
+    # stable counting sort by depth
+    start = np.zeros(S + 1, dtype=np.int64)
+    for s in range(S):
+        start[depth[s] + 1] += 1
+    for d in range(S):
+        start[d + 1] += start[d]
+    order = np.empty(S, dtype=np.int64)
+    for s in range(S):
+        order[start[depth[s]]] = s
+        start[depth[s]] += 1
+    return order
 
 
 @njit(cache=True, parallel=True)
@@ -239,17 +249,21 @@ def padded_stack(optr, oidx, oval, lo):
     pidx = np.empty(base[L], dtype=np.int64)
     pval = np.zeros(base[L])
     for lev in range(L):
-        K = width[lev]
-        for s in range(lo[lev], lo[lev + 1]):
-            p = base[lev] + (s - lo[lev]) * K
-            n = optr[s + 1] - optr[s]
-            for k in range(K):
-                if k < n:
-                    pidx[p + k] = oidx[optr[s] + k]
-                    pval[p + k] = oval[optr[s] + k]
-                else:
-                    pidx[p + k] = s
+        _pad_rows(optr, oidx, oval, lo[lev], lo[lev + 1], base[lev], width[lev], pidx, pval)
     return pidx, pval, base, width
+
+
+@njit(cache=True, parallel=True)
+def _pad_rows(optr, oidx, oval, a, e, p0, K, pidx, pval):
+    for s in prange(a, e):
+        p = p0 + (s - a) * K
+        n = optr[s + 1] - optr[s]
+        for k in range(K):
+            if k < n:
+                pidx[p + k] = oidx[optr[s] + k]
+                pval[p + k] = oval[optr[s] + k]
+            else:
+                pidx[p + k] = s
 
 
 @njit(cache=True)

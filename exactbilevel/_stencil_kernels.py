@@ -11,7 +11,8 @@ per chunk of consecutive states whose rows are the same up to the shift by s:
   probability, in the CSR order of the row; K is the longest row, unused slots
   have offset 0 and weight 0;
 - ``uoff[c, u]`` (u < ``nu[c]``; shape (C, U)) the distinct offsets of chunk c
-  and ``umap[c, a, k]`` the slot u of each entry, for policy matrices.
+  in increasing order and ``umap[c, a, k]`` the slot u of each entry, for
+  policy matrices.
 
 For s in chunk c, ``(P V)(s, a) = sum_k w[c, a, k] V[s + off[c, a, k]]``: a loop
 over s with fixed offsets reads V contiguously and compiles to SIMD code,
@@ -111,6 +112,15 @@ def stencil_fill(indptr, cols, relative, codes, table, A, starts):
                 umap[c, a, j] = u
         nu[c] = n
         U = max(U, n)
+        # increasing offsets, umap renumbered to match
+        order = np.argsort(uoff[c, :n])
+        rank = np.empty(n, dtype=np.int64)
+        for j in range(n):
+            rank[order[j]] = j
+        uoff[c, :n] = uoff[c, :n][order]
+        for a in range(A):
+            for j in range(indptr[s * A + a + 1] - indptr[s * A + a]):
+                umap[c, a, j] = rank[umap[c, a, j]]
     return off, w, uoff[:, :U].copy(), umap, nu
 
 
@@ -197,3 +207,42 @@ def stencil_backup(starts, uoff, nu, W, b, gamma, x, out):
                 acc[i] += Wu[i] * xs[i]
         for i in range(L):
             out[s0 + i] = b[s0 + i] + gamma * acc[i]
+
+
+@njit(cache=True, parallel=True)
+def _policy_row_counts(starts, uoff, nu, W, counts):
+    for c in prange(starts.shape[0] - 1):
+        for s in range(starts[c], starts[c + 1]):
+            n = 0
+            for u in range(nu[c]):
+                if W[u, s] != 0.0:
+                    n += 1
+            counts[s + 1] = n
+
+
+@njit(cache=True, parallel=True)
+def _policy_rows_fill(starts, uoff, nu, W, indptr, indices, data):
+    for c in prange(starts.shape[0] - 1):
+        for s in range(starts[c], starts[c + 1]):
+            j = indptr[s]
+            for u in range(nu[c]):
+                if W[u, s] != 0.0:
+                    indices[j] = s + uoff[c, u]
+                    data[j] = W[u, s]
+                    j += 1
+
+
+@njit(cache=True)
+def policy_matrix(starts, uoff, nu, W):
+    """The CSR arrays ``(indptr, indices, data)`` of P_pi from the weights of
+    :func:`policy_weights`: row s holds ``W[u, s]`` at column ``s + uoff[c, u]``,
+    columns increasing, zero weights left out."""
+    S = W.shape[1]
+    indptr = np.zeros(S + 1, dtype=np.int64)
+    _policy_row_counts(starts, uoff, nu, W, indptr)
+    for s in range(S):
+        indptr[s + 1] += indptr[s]
+    indices = np.empty(indptr[S], dtype=np.int32)
+    data = np.empty(indptr[S])
+    _policy_rows_fill(starts, uoff, nu, W, indptr, indices, data)
+    return indptr, indices, data

@@ -80,15 +80,24 @@ def action_backups(mdp, actions, b, V, count):
     return V
 
 
+def stencil_policy_weights(mdp, pi):
+    """The rows of P_pi on the stencil form of P (``mdp.stencil`` not None): W of
+    shape (U, S) with ``P_pi(s + uoff[c, u] | s) = W[u, s]`` for s in chunk c
+    (``_stencil_kernels.policy_weights``).  No checks: callers validate."""
+    starts, _, w, uoff, umap, _ = mdp.stencil
+    W = np.empty((uoff.shape[1], mdp.S))
+    _stencil_kernels.policy_weights(starts, w, umap, pi, W)
+    return W
+
+
 def stencil_backups(mdp, pi, b, V, count):
     """``count`` backups ``V <- b + gamma P_pi V`` of the policy ``pi`` (S, A) on
     the stencil form of P (``mdp.stencil`` not None): the weights of P_pi on each
     chunk's offsets are formed once (``_stencil_kernels.policy_weights``, one
     array (U, S)), then read ``count`` times by a vectorized loop.  No checks:
     callers validate."""
-    starts, _, w, uoff, umap, nu = mdp.stencil
-    W = np.empty((uoff.shape[1], mdp.S))
-    _stencil_kernels.policy_weights(starts, w, umap, pi, W)
+    starts, _, _, uoff, _, nu = mdp.stencil
+    W = stencil_policy_weights(mdp, pi)
     out = np.empty_like(V)
     for _ in range(count):
         _stencil_kernels.stencil_backup(starts, uoff, nu, W, b, mdp.gamma, V, out)

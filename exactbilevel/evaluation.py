@@ -43,10 +43,10 @@ import scipy.linalg as sla
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
-from . import _kernels
+from . import _kernels, _stencil_kernels
 from . import _multigrid_kernels as _mg
 from ._validation import ConvergenceError, as_float_array, check_tau
-from .bellman import check_mdp, check_reward, sweep
+from .bellman import check_mdp, check_reward, stencil_policy_weights, sweep
 
 __all__ = ["evaluate", "occupancy", "PolicySystem", "policy_system", "clear_policy_systems", "policy_reward",
            "DENSE_LU_MAX_STATES"]
@@ -93,7 +93,11 @@ class PolicySystem:
         S = mdp.S
         self._lu = None
         if mdp.is_sparse:
-            ptr, idx, val = _kernels.policy_matrix_csr(*mdp.csr, pi)
+            if mdp.stencil is not None:  # from the stencil form (20 ms instead of 130 ms at S = 10^6)
+                starts, _, _, uoff, _, nu = mdp.stencil
+                ptr, idx, val = _stencil_kernels.policy_matrix(starts, uoff, nu, stencil_policy_weights(mdp, pi))
+            else:
+                ptr, idx, val = _kernels.policy_matrix_csr(*mdp.csr, pi)
             self._csr = (ptr, idx, val)
             self._csr_T = None
             self._mg = None

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from numba import njit
 
 import exactbilevel as eb
-from exactbilevel import _kernels, bellman, mdp as mdp_module
+from exactbilevel import _kernels, _stencil_kernels, bellman, mdp as mdp_module
 from exactbilevel._vecmath import EXP_SKIP, exp_neg, log_pos
 from exactbilevel.testing import reference as ref
 from exactbilevel.testing import strategies as ebst
@@ -172,3 +172,23 @@ def test_modified_policy_iteration_on_a_stencil_mdp_is_certified(data):
     res = eb.solve(mdp, r, tau, method="modified_policy_iteration", tol=1e-9)
     V_ref = ref.policy_iteration_ref(ref.dense_kernel(mdp), r, mdp.gamma, tau)[0]
     assert res.converged and np.abs(res.V - V_ref).max() <= res.error_bound + 1e-12 * (1 + np.abs(V_ref).max())
+
+
+@settings(max_examples=examples(30), deadline=None)
+@given(st.data())
+def test_stencil_policy_matrix_is_the_reference_policy_matrix(data):
+    """P_pi built from the stencil (what PolicySystem uses on stencil MDPs): the
+    reference's dense P_pi, increasing columns, no stored zeros; and the
+    evaluation on it equals the reference's dense solve."""
+    mdp = data.draw(ebst.banded_mdps())
+    pi = data.draw(ebst.policies(mdp))
+    starts, _, _, uoff, _, nu = mdp.stencil
+    ptr, idx, val = _stencil_kernels.policy_matrix(starts, uoff, nu, bellman.stencil_policy_weights(mdp, pi))
+    M = sp.csr_matrix((val, idx, ptr), shape=(mdp.S, mdp.S))
+    P = ref.dense_kernel(mdp)
+    np.testing.assert_allclose(M.toarray(), ref.policy_matrix_ref(P, pi), rtol=0, atol=1e-15)
+    assert np.all(val != 0.0) and M.has_sorted_indices
+    r = data.draw(ebst.rewards(mdp, scale=(1e-2, 1e2)))
+    V, _ = eb.evaluate(mdp, r, pi, 0.1)
+    V_ref, _ = ref.evaluate_ref(P, r, pi, mdp.gamma, 0.1)
+    np.testing.assert_allclose(V, V_ref, rtol=0, atol=1e-10 * (1 + np.abs(V_ref).max()))
