@@ -23,11 +23,12 @@ answer:
 and ``|d - d^pi|_1 <= rtol`` with ``rtol = 1e-12`` by default, or
 :class:`~exactbilevel.ConvergenceError`.
 On the 1000 x 1000 GridWorld (S = 10^6, gamma = 0.99) the soft-optimal policy
-(tau = 0.1) is evaluated in 19 BiCGSTAB iterations (each two V-cycles of 50-75
-ms) after a 0.5 s multigrid setup, 3-4 s cold on 2 cores; its occupancy then
-takes 16 iterations and no further setup (scipy's BiCGSTAB on a Python V-cycle
-and a hierarchy per direction took 23 and 33 iterations, 4 s and 9 s; GMRES(50)
-with one Gauss-Seidel sweep, 100-200+ iterations and 36 s).
+(tau = 0.1) is evaluated in 18-19 BiCGSTAB iterations (each two V-cycles of
+25-30 ms and two matvecs of 3 ms) after a 0.4 s setup (P_pi from the stencil
+form, flow order, hierarchy), 2.0-2.3 s cold on 2 cores; its occupancy then
+takes 16 iterations after 0.3 s for the transposed levels (scipy's BiCGSTAB on
+a Python V-cycle and a hierarchy per direction took 23 and 33 iterations, 4 s
+and 9 s; GMRES(50) with one Gauss-Seidel sweep, 100-200+ iterations and 36 s).
 :meth:`PolicySystem.solve_many` runs independent solves concurrently.
 No dense S x S matrix is formed for sparse MDPs.
 """
@@ -257,10 +258,13 @@ class _Multigrid:
     dominant M-matrices), down to ``MULTIGRID_COARSE_STATES`` states, solved
     by a dense inverse.  Should the aggregation stall above
     ``DENSE_LU_MAX_STATES`` states, the last level is smoothed instead of
-    solved.  The levels are stacked into one block-diagonal matrix; the
-    transposed system uses the transposed stack (built on first use), on
-    which the same cycle is the exact transpose of the cycle on A, so both
-    systems see the same preconditioned spectrum.
+    solved.  The levels are stacked into one block-diagonal matrix, stored in
+    padded rows (a fixed number of slots per row and level,
+    :func:`~exactbilevel._multigrid_kernels.padded_stack`); the transposed
+    system uses the transposed stack (built on first use by
+    :func:`~exactbilevel._multigrid_kernels.transpose_split`), on which the
+    same cycle is the exact transpose of the cycle on A, so both systems see
+    the same preconditioned spectrum.
 
     Cycle (:func:`~exactbilevel._multigrid_kernels.vcycle`): V(1, 1) with
     forward Gauss-Seidel pre- and post-sweeps for A (in flow order: they follow
@@ -271,7 +275,12 @@ class _Multigrid:
     of the 300 x 300 one 16 / 15 (21 / 18), at gamma = 0.999 27 / 35 (36 /
     36); a 300 x 300 policy 70% deterministic 68 / 63 (75 / 67); the uniform
     policy there 15 / 12 (13 / 10); a random sparse MDP of 20000 states 5 / 5
-    (6 / 6).
+    (6 / 6).  Measured and not taken: no pre-sweep on the finest level
+    (V(0, 1) there) saves 11-18% on the 1000 x 1000 GridWorld but doubles the
+    iterations of the 70%-deterministic policy (139 / 119); V(0, 2) there
+    changes the GridWorld times by 0 to -16% and breaks the transpose
+    relation; Gauss-Seidel in two parallel blocks (a flow-aligned split, the
+    blocks coupled Jacobi-style) gives 20 instead of 18 iterations and 10%.
     """
 
     #: (pre-sweep reversed, post-sweep reversed) for A and for A^T.

@@ -39,16 +39,18 @@ Methods
     on a compiled CSR matvec otherwise: no dense S x S matrix for sparse MDPs),
     to an accuracy tied to the current residual (inexact Newton).
 ``"modified_policy_iteration"``  the greedy (softmax) policy of each sweep,
-    then ``MPI_BACKUPS = 20`` backups (``MPI_BACKUPS_SOFT = 60`` for tau > 0)
+    then ``MPI_BACKUPS = 80`` backups
     ``V <- r_pi + tau H_pi + gamma P_pi V`` on the compiled policy matrix
-    (Puterman 6.5), each about 1/A of a sweep.  For
-    tau > 0 on sparse MDPs the pattern of P_pi (the same for every policy of
-    full support) is built once (``_kernels.policy_pattern``) and only its
-    values are refilled per step (``_kernels.policy_refill``, 20 ms instead of
-    200 ms at S = 10^6; soft policy iteration on large sparse MDPs does the
-    same); for tau = 0 on sparse MDPs the backups read the greedy action's rows
-    of the packed P directly (``bellman.action_backups``: no P_pi, 3 bytes per
-    entry on grids).
+    (Puterman 6.5), each about 1/A of a sweep.  On sparse MDPs with a stencil
+    form (``TabularMDP.stencil``: grids) the backups read P_pi as weights on
+    each chunk's offsets (``bellman.stencil_backups``: 2.6 ms at S = 10^6
+    against 5.2 ms for the CSR P_pi).  Otherwise, for tau > 0 on sparse MDPs
+    the pattern of P_pi (the same for every policy of full support) is built
+    once (``_kernels.policy_pattern``) and only its values are refilled per
+    step (``_kernels.policy_refill``, 20 ms instead of 200 ms at S = 10^6;
+    soft policy iteration on large sparse MDPs does the same); for tau = 0 the
+    backups read the greedy action's rows of the packed P directly
+    (``bellman.action_backups``: no P_pi, 3 bytes per entry on grids).
 ``"anderson"``  Anderson-accelerated value iteration (memory 5, least squares
     on the residuals); a step whose residual span does not fall below the
     previous one is rejected in favour of the plain sweep and the memory is
@@ -58,9 +60,9 @@ Methods
     warm-started from the current V when S <= ``DENSE_LU_MAX_STATES`` or P is
     dense (policy evaluations by LU), or when tau > 0 and the contraction
     predicts more than ``AUTO_NEWTON_SWEEPS`` sweeps (on the 1000 x 1000
-    GridWorld at gamma = 0.999, tau = 0.1: about 17 Newton steps with
-    multigrid evaluations, 25-30 s); else modified policy iteration (at
-    gamma = 0.99 there it certifies 1e-8 in 13 s, policy iteration in 18 s;
+    GridWorld at gamma = 0.999, tau = 0.1: 18 Newton steps with multigrid
+    evaluations, 13 s); else modified policy iteration (at gamma = 0.99
+    there it certifies 1e-8 in 7 s, policy iteration in 12.6 s;
     hard policy iteration meets deterministic policies whose evaluations at
     gamma near 1 need hundreds of Krylov iterations, and is never chosen for
     large sparse MDPs).  Fast-mixing MDPs finish in a few value-iteration sweeps.
@@ -99,17 +101,18 @@ AUTO_SWITCH_SWEEPS = 30
 #: evaluations) instead of modified policy iteration when value iteration
 #: predicts more sweeps than this (on the 1000 x 1000 GridWorld, tau = 0.1:
 #: about 1500 predicted sweeps at gamma = 0.99, where modified policy iteration
-#: takes 13 s and policy iteration 18 s; 4400 at gamma = 0.999, where they take
-#: 145 s and 25-30 s).
+#: takes 7 s and policy iteration 12.6 s; 4400 at gamma = 0.999, where they take
+#: 65 s and 13 s).
 AUTO_NEWTON_SWEEPS = 3000
 
-#: Policy backups per improvement step of modified policy iteration, for hard
-#: (tau = 0) and soft policies.  Soft steps cost more (softmax sweep, refill)
-#: and their policies move smoothly, so more backups pay: on the 1000 x 1000
-#: GridWorld (gamma = 0.99, tau = 0.1) 20 / 60 / 100 / 160 backups certify 1e-8 in
-#: 17 / 12.8 / 13.3 / 14.3 s; hard, 10 / 20 / 40 / 80 take 14 / 11 / 17 / 16 s.
-MPI_BACKUPS = 20
-MPI_BACKUPS_SOFT = 60
+#: Policy backups per improvement step of modified policy iteration.  A step
+#: also costs a sweep, the greedy policy and (stencil MDPs) the weights of P_pi,
+#: about 7 backups' worth on the 1000 x 1000 GridWorld, whose stencil backups
+#: take 2.6 ms: there (gamma = 0.99) 10 / 20 / 40 / 60 / 80 / 100 / 150 backups
+#: certify 1e-8 in 10.1 / 7.8 / 7.2 / 6.8 / 6.5 / 6.7-7.2 / 9.0 s for tau = 0,
+#: and 30 / 60 / 80 / 100 / 150 in 8.6 / 7.5 / 6.6-6.9 / 7.4-7.7 / 7.2-8.0 s
+#: for tau = 0.1.
+MPI_BACKUPS = 80
 
 #: Forcing term of policy iteration's inexact Newton steps: each evaluation
 #: stops at a linear residual of FORCING x the current Bellman residual
@@ -271,10 +274,6 @@ def _policy_iteration(prob, V, max_iter, count=0, method="policy_iteration", bac
     return prob.result(V_hat, bound, count, method)
 
 
-def _mpi_backups(tau):
-    return MPI_BACKUPS if tau == 0.0 else MPI_BACKUPS_SOFT
-
-
 def _anderson(prob, V, max_iter, count=0):
     m = _ANDERSON_MEMORY
     Vs, Fs, Gs = [], [], []  # iterates, residuals, images
@@ -359,7 +358,7 @@ def solve(mdp, r, tau=0.0, method="auto", tol=1e-10, V0=None, max_iter=None, rai
     elif name == "policy_iteration":
         res = _policy_iteration(prob, V, max_iter or 500)
     elif name == "modified_policy_iteration":
-        res = _policy_iteration(prob, V, max_iter or sweeps, method=name, backups=_mpi_backups(tau))
+        res = _policy_iteration(prob, V, max_iter or sweeps, method=name, backups=MPI_BACKUPS)
     else:
         res = _value_iteration(prob, V, max_iter or sweeps, switch=True)
         if isinstance(res, tuple):
@@ -372,7 +371,7 @@ def solve(mdp, r, tau=0.0, method="auto", tol=1e-10, V0=None, max_iter=None, rai
             else:
                 res = _policy_iteration(
                     prob, V, max_iter or sweeps, count=count, method="auto:modified_policy_iteration",
-                    backups=_mpi_backups(tau),
+                    backups=MPI_BACKUPS,
                 )
         else:
             res = SolveResult(**{**res.__dict__, "method": "auto:value_iteration"})
