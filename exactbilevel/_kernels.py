@@ -15,26 +15,26 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._vecmath import EXP_SKIP, exp_neg, log_pos
+from ._vecmath import EXP_SKIP, exp_neg, inverse_scaled, log_pos
 
 
 @njit(cache=True, inline="always")
 def _soft_max_row(q, tau):
     """m + tau * log sum_a exp((q_a - m) / tau) with m = max q; hard max for tau = 0.
 
-    The exponents are ``(q_a - m) * (1 / tau)`` (0 for the maximal terms, also
-    when 1 / tau overflows); terms below ``EXP_SKIP`` are skipped (see
-    :mod:`exactbilevel._vecmath`, whose exp and log these are)."""
+    The exponents are ``(q_a - m) * (1 / tau)`` (``_vecmath.inverse_scaled``:
+    also for subnormal tau; 0 for the maximal terms); terms below ``EXP_SKIP``
+    are skipped (see :mod:`exactbilevel._vecmath`, whose exp and log these are)."""
     m = q[0]
     for a in range(1, q.shape[0]):
         if q[a] > m:
             m = q[a]
     if tau == 0.0:
         return m
-    itau = 1.0 / tau
+    sc, it = inverse_scaled(tau)
     acc = 0.0
     for a in range(q.shape[0]):
-        z = (q[a] - m) * itau if q[a] < m else 0.0
+        z = ((q[a] - m) * sc) * it if q[a] < m else 0.0
         if z >= EXP_SKIP:
             acc += exp_neg(z)
     return m + tau * log_pos(acc)
@@ -152,10 +152,10 @@ def policy_from_q(Q, tau, pi):
                 pi[s, a] = 0.0
             pi[s, best] = 1.0
         else:
-            itau = 1.0 / tau
+            sc, it = inverse_scaled(tau)
             tot = 0.0
             for a in range(A):
-                z = (Q[s, a] - m) * itau if Q[s, a] < m else 0.0
+                z = ((Q[s, a] - m) * sc) * it if Q[s, a] < m else 0.0
                 e = exp_neg(z) if z >= EXP_SKIP else 0.0
                 pi[s, a] = e
                 tot += e

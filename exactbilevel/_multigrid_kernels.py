@@ -235,35 +235,35 @@ def galerkin(optr, oidx, oval, diag, agg, nc):
     return cptr, cidx[:pos].copy(), cval[:pos].copy(), cdiag
 
 
-@njit(cache=True)
-def padded_stack(optr, oidx, oval, lo):
-    """The split CSR stack ``(optr, oidx, oval)`` (levels ``lo``) in padded rows:
-    returns ``(pidx, pval, base, width)`` (module docstring)."""
-    L = lo.shape[0] - 1
-    width = np.zeros(L, dtype=np.int64)
-    base = np.zeros(L + 1, dtype=np.int64)
-    for lev in range(L):
-        for s in range(lo[lev], lo[lev + 1]):
-            width[lev] = max(width[lev], optr[s + 1] - optr[s])
-        base[lev + 1] = base[lev] + (lo[lev + 1] - lo[lev]) * width[lev]
-    pidx = np.empty(base[L], dtype=np.int64)
-    pval = np.zeros(base[L])
-    for lev in range(L):
-        _pad_rows(optr, oidx, oval, lo[lev], lo[lev + 1], base[lev], width[lev], pidx, pval)
+def padded_stack(levels, lo):
+    """The split CSR levels ``[(optr, oidx, oval, ...), ...]`` (local column
+    indices; level l becomes rows ``lo[l]:lo[l + 1]`` of the stack) in padded
+    rows: returns ``(pidx, pval, base, width)`` (module docstring).  Plain
+    Python around the compiled :func:`_pad_level`, one call per level (no
+    concatenated copy of the levels)."""
+    width = np.array([int(np.diff(lv[0]).max(initial=0)) for lv in levels], dtype=np.int64)
+    base = np.concatenate([[0], np.cumsum(np.diff(lo) * width)]).astype(np.int64)
+    pidx = np.empty(base[-1], dtype=np.int64)
+    pval = np.empty(base[-1])
+    for lev, lv in enumerate(levels):
+        _pad_level(lv[0], lv[1], lv[2], lo[lev], base[lev], width[lev], pidx, pval)
     return pidx, pval, base, width
 
 
 @njit(cache=True, parallel=True)
-def _pad_rows(optr, oidx, oval, a, e, p0, K, pidx, pval):
-    for s in prange(a, e):
-        p = p0 + (s - a) * K
+def _pad_level(optr, oidx, oval, shift, p0, K, pidx, pval):
+    """Rows of one split level into padded slots p0 + s * K + k, columns
+    shifted by ``shift``; unused slots (s + shift, 0)."""
+    for s in prange(optr.shape[0] - 1):
+        p = p0 + s * K
         n = optr[s + 1] - optr[s]
         for k in range(K):
             if k < n:
-                pidx[p + k] = oidx[optr[s] + k]
+                pidx[p + k] = oidx[optr[s] + k] + shift
                 pval[p + k] = oval[optr[s] + k]
             else:
-                pidx[p + k] = s
+                pidx[p + k] = s + shift
+                pval[p + k] = 0.0
 
 
 @njit(cache=True)

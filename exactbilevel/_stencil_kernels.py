@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from ._vecmath import EXP_SKIP, exp_neg, log_pos
+from ._vecmath import EXP_SKIP, exp_neg, inverse_scaled, log_pos
 
 
 @njit(cache=True, inline="always")
@@ -161,12 +161,12 @@ def sweep_stencil(starts, off, w, r, V, gamma, tau, Q, TV):
             for i in range(L):
                 TV[s0 + i] = mx[i]
         else:
-            itau = 1.0 / tau
+            sc, it = inverse_scaled(tau)
             acc = np.zeros(L)
             for a in range(A):
                 row = buf[a]
                 for i in range(L):
-                    z = (row[i] - mx[i]) * itau if row[i] < mx[i] else 0.0
+                    z = ((row[i] - mx[i]) * sc) * it if row[i] < mx[i] else 0.0
                     e = exp_neg(max(z, EXP_SKIP))
                     acc[i] += e if z >= EXP_SKIP else 0.0
             for i in range(L):

@@ -113,3 +113,14 @@ def log_pos(x):
     R = R * z
     hfsq = 0.5 * f * f
     return e * _LN2_HI - ((hfsq - (t * (hfsq + R) + e * _LN2_LO)) - f)
+
+
+@njit(cache=True, inline="always")
+def inverse_scaled(tau):
+    """``(sc, it)`` with ``sc * it = 1 / tau`` and both finite, for exponents
+    ``z = ((q - m) * sc) * it``: sc = 1 for tau >= 2^-960 (then z is
+    ``(q - m) * (1 / tau)``, one multiplication by the rounded inverse), else
+    the power of two 2^64, which keeps ``1 / (tau * sc)`` finite for subnormal
+    tau (where 1 / tau overflows) at no cost in accuracy."""
+    sc = 1.0 if tau >= 1.0261342003245941e-289 else 1.8446744073709552e19
+    return sc, 1.0 / (tau * sc)

@@ -307,19 +307,13 @@ class _Multigrid:
             levels.append(lev)
         sizes = np.array([lv[3].shape[0] for lv in levels])
         lo = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        nnz = np.concatenate([[0], np.cumsum([lv[1].shape[0] for lv in levels])])
         self.lo = lo
         self.diag = np.concatenate([lv[3] for lv in levels])
         self.idiag = 1.0 / self.diag
         self.agg = np.concatenate([a + lo[i + 1] for i, a in enumerate(aggs)] + [np.zeros(0, np.int64)])
         self.coarse_inv = np.linalg.inv(coarse) if coarse is not None else np.zeros((0, 0))
-        # the split CSR stack, kept until the transposed padded stack is built
-        self._split = (
-            np.concatenate([lv[0][:-1] + nnz[i] for i, lv in enumerate(levels)] + [nnz[-1:]]),
-            np.concatenate([lv[1] + lo[i] for i, lv in enumerate(levels)]),
-            np.concatenate([lv[2] for lv in levels]),
-        )
-        self._padded = {False: _mg.padded_stack(*self._split, lo)}
+        self._levels = levels  # kept until the transposed stack is built
+        self._padded = {False: _mg.padded_stack(levels, lo)}
         self.iterations = []  # BiCGSTAB iterations of each solve, for diagnostics
 
     @property
@@ -330,10 +324,10 @@ class _Multigrid:
     def _stack(self, transpose):
         """The arguments of the solve kernels for A (or A^T, built on first use)."""
         if transpose not in self._padded:
-            T = _mg.transpose_split(*self._split)
-            self._padded[True] = _mg.padded_stack(*T, self.lo)
+            levels_T = [_mg.transpose_split(*lv[:3]) for lv in self._levels]
+            self._padded[True] = _mg.padded_stack(levels_T, self.lo)
             self._coarse_inv_T = np.ascontiguousarray(self.coarse_inv.T)
-            self._split = None
+            self._levels = None
         pidx, pval, base, width = self._padded[transpose]
         cinv = self._coarse_inv_T if transpose else self.coarse_inv
         return (pidx, pval, self.diag, self.idiag, base, width, self.lo, self.agg, cinv, *self.SWEEPS[transpose])

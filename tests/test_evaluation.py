@@ -260,7 +260,7 @@ def test_multigrid_kernels_equal_references(system):
     T = _mg.transpose_split(*lev[:3])
     np.testing.assert_array_equal(split_to_dense((*T, lev[3])), A.T)
     lo = np.array([0, mdp.S])
-    pidx, pval, base, width = _mg.padded_stack(*lev[:3], lo)
+    pidx, pval, base, width = _mg.padded_stack([lev], lo)
     np.testing.assert_array_equal(padded_to_dense(pidx, pval, lev[3], base, width, lo, 0), A)
     bp = b[order]
     x0 = np.random.default_rng(0).uniform(-1, 1, mdp.S)
