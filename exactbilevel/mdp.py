@@ -60,9 +60,13 @@ STENCIL_MIN_RUN = 16
 
 
 def _stencil(packed, S, A):
-    """The stencil form of a packed CSR (see TabularMDP.stencil), or None."""
+    """The stencil form of a packed CSR (see TabularMDP.stencil), or None when
+    the runs are short or the chunks' padded rows (A x the longest row each)
+    would hold more entries than the CSR itself."""
+    indptr = packed[0]
     starts, runs = _stencil_kernels.stencil_starts(*packed, A, STENCIL_CHUNK)
-    if runs * STENCIL_MIN_RUN > S:
+    longest = int(np.diff(indptr).max()) if indptr.size > 1 else 0
+    if runs * STENCIL_MIN_RUN > S or (starts.size - 1) * A * longest > indptr[-1]:
         return None
     form = (starts, *_stencil_kernels.stencil_fill(*packed, A, starts))
     for arr in form:

@@ -119,6 +119,20 @@ def test_the_stencil_is_built_for_grids_and_not_for_random_mdps():
         assert not arr.flags.writeable
 
 
+def test_no_stencil_when_one_long_row_would_pad_every_chunk():
+    """A chain whose last state moves anywhere: one row of S entries would make
+    every chunk hold A x S slots, more than the CSR; the stencil is not built."""
+    S = 20 * mdp_module.STENCIL_CHUNK
+    rows = np.concatenate([np.arange(S - 1), np.full(S, S - 1)])
+    cols = np.concatenate([np.arange(1, S), np.arange(S)])
+    vals = np.concatenate([np.ones(S - 1), np.full(S, 1.0 / S)])
+    mdp = eb.TabularMDP(sp.csr_matrix((vals, (rows, cols)), shape=(S, S)), 0.9)
+    assert mdp.stencil is None
+    chain = eb.TabularMDP(sp.csr_matrix((np.ones(S), (np.arange(S), np.minimum(np.arange(S) + 1, S - 1))),
+                                        shape=(S, S)), 0.9)
+    assert chain.stencil is not None  # the same chain with an absorbing end has one
+
+
 def test_long_runs_are_cut_into_chunks():
     """A chain s -> s + 1 (the last state absorbing) is one run; its chunks hold
     STENCIL_CHUNK states each, so the sweep has parallel work."""
