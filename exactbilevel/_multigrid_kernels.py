@@ -15,10 +15,14 @@ on every level but the last) the global row of the aggregate that i belongs
 to on the next level, and its off-diagonal part in padded rows
 (:func:`padded_stack`): every row of level l has ``width[l]`` slots, row s's
 at ``base[l] + (s - lo[l]) * width[l] + k`` in ``(pidx, pval)``, unused slots
-pointing at s itself with value 0.  A fixed trip count per level lets the
-compiler pipeline the sequential Gauss-Seidel sweeps: 7 ms instead of 14 ms
-for the finest level of the 1000 x 1000 GridWorld.  The stack also keeps
-``diag`` and ``idiag = 1 / diag``.
+pointing at s itself with value 0; the entries of rows longer than their
+level's width continue in overflow: the rows ``orow`` (increasing) have the
+rest of their entries at ``pidx[optr_o[j]:optr_o[j + 1]]`` (after the slots;
+no rows at all unless a few rows are much longer than the rest).  A fixed trip
+count per level lets the compiler pipeline the sequential Gauss-Seidel
+sweeps, and unsigned indices spare them negative-index tests: 5.5-7 ms
+instead of 14 ms for the finest level of the 1000 x 1000 GridWorld.  The
+stack also keeps ``diag`` and ``idiag = 1 / diag``.
 """
 
 from __future__ import annotations
@@ -238,22 +242,40 @@ def galerkin(optr, oidx, oval, diag, agg, nc):
 def padded_stack(levels, lo):
     """The split CSR levels ``[(optr, oidx, oval, ...), ...]`` (local column
     indices; level l becomes rows ``lo[l]:lo[l + 1]`` of the stack) in padded
-    rows: returns ``(pidx, pval, base, width)`` (module docstring).  Plain
-    Python around the compiled :func:`_pad_level`, one call per level (no
-    concatenated copy of the levels)."""
-    width = np.array([int(np.diff(lv[0]).max(initial=0)) for lv in levels], dtype=np.int64)
-    base = np.concatenate([[0], np.cumsum(np.diff(lo) * width)]).astype(np.int64)
-    pidx = np.empty(base[-1], dtype=np.int64)
-    pval = np.empty(base[-1])
+    rows: returns ``(pidx, pval, orow, optr_o, base, width)`` (module
+    docstring).  A level's width is its longest row, unless that would more
+    than double its storage (n_l * width > 2 (nnz_l + n_l)): then the widest
+    that does not, the rest of the longer rows in overflow.  Plain Python
+    around the compiled :func:`_pad_level`, one call per level (no
+    concatenated copy)."""
+    width = np.empty(len(levels), dtype=np.int64)
+    extra = []
     for lev, lv in enumerate(levels):
-        _pad_level(lv[0], lv[1], lv[2], lo[lev], base[lev], width[lev], pidx, pval)
-    return pidx, pval, base, width
+        lengths = np.diff(lv[0])
+        n = lengths.size
+        K = int(lengths.max(initial=0))
+        if n * K > 2 * (lv[1].size + n):
+            K = 2 * (lv[1].size + n) // max(n, 1)
+        width[lev] = K
+        extra.append(np.maximum(lengths - K, 0))
+    extra = np.concatenate(extra)
+    base = np.concatenate([[0], np.cumsum(np.diff(lo) * width)]).astype(np.int64)
+    orow = np.flatnonzero(extra).astype(np.int64)
+    optr_o = np.concatenate([[0], np.cumsum(extra[orow])]).astype(np.int64) + base[-1]
+    slot = np.full(extra.size, -1, dtype=np.int64)  # overflow index of each row, -1 for none
+    slot[orow] = np.arange(orow.size)
+    pidx = np.empty(optr_o[-1], dtype=np.int64)
+    pval = np.empty(optr_o[-1])
+    for lev, lv in enumerate(levels):
+        _pad_level(lv[0], lv[1], lv[2], lo[lev], base[lev], width[lev], slot, optr_o, pidx, pval)
+    return pidx, pval, orow, optr_o, base, width
 
 
 @njit(cache=True, parallel=True)
-def _pad_level(optr, oidx, oval, shift, p0, K, pidx, pval):
+def _pad_level(optr, oidx, oval, shift, p0, K, slot, optr_o, pidx, pval):
     """Rows of one split level into padded slots p0 + s * K + k, columns
-    shifted by ``shift``; unused slots (s + shift, 0)."""
+    shifted by ``shift``; unused slots (s + shift, 0); entries past K into
+    the overflow ``slot[s + shift]``."""
     for s in prange(optr.shape[0] - 1):
         p = p0 + s * K
         n = optr[s + 1] - optr[s]
@@ -264,6 +286,12 @@ def _pad_level(optr, oidx, oval, shift, p0, K, pidx, pval):
             else:
                 pidx[p + k] = s + shift
                 pval[p + k] = 0.0
+        if n > K:
+            q = optr_o[slot[s + shift]]
+            for k in range(K, n):
+                pidx[q] = oidx[optr[s] + k] + shift
+                pval[q] = oval[optr[s] + k]
+                q += 1
 
 
 @njit(cache=True)
@@ -288,48 +316,67 @@ def transpose_split(optr, oidx, oval):
     return tptr, tidx, tval
 
 
+@njit(cache=True, inline="always")
+def _dot(pidx, pval, p, e, x):
+    """sum of pval[k] x[pidx[k]] for k in p..e-1 (unsigned indices)."""
+    acc = 0.0
+    for k in range(p, e):
+        acc += pval[k] * x[np.uint64(pidx[k])]
+    return acc
+
+
+@njit(cache=True, inline="always")
+def _overflow_rows(orow, a, e):
+    """The overflow indices j0..j1-1 of the rows a..e-1."""
+    return np.searchsorted(orow, a), np.searchsorted(orow, e)
+
+
 @njit(cache=True)
-def gauss_seidel(pidx, pval, idiag, base, width, lo, lev, reverse, b, x):
+def gauss_seidel(pidx, pval, orow, optr_o, idiag, base, width, lo, lev, reverse, b, x):
     """One in-place Gauss-Seidel sweep for A x = b over the rows of level ``lev``
     of a padded stack, in index order (reversed when ``reverse``):
-    x[s] <- (b[s] - sum_t a_st x[t]) / a_ss.  (Unsigned indices: no
-    negative-index wraparound tests in the loop, 5.5 ms instead of 9 ms on the
-    finest GridWorld level.)"""
+    x[s] <- (b[s] - sum_t a_st x[t]) / a_ss."""
     a, n = lo[lev], lo[lev + 1] - lo[lev]
     p0, K = np.uint64(base[lev]), np.uint64(width[lev])
+    j0, j1 = _overflow_rows(orow, a, a + n)
+    j = j1 - 1 if reverse else j0
+    step = -1 if reverse else 1
     for q in range(n):
         i = np.uint64(n - 1 - q if reverse else q)
         s = np.uint64(a) + i
         p = p0 + i * K
-        acc = b[s]
-        for k in range(K):
-            acc -= pval[p + k] * x[np.uint64(pidx[p + k])]
+        acc = b[s] - _dot(pidx, pval, p, p + K, x)
+        if j0 <= j < j1 and orow[j] == a + np.int64(i):
+            acc -= _dot(pidx, pval, optr_o[j], optr_o[j + 1], x)
+            j += step
         x[s] = acc * idiag[s]
 
 
-@njit(cache=True, inline="always")
-def _row_residual(pidx, pval, diag, p, K, s, b, x):
-    """b[s] - (A x)[s] for row s, its slots at p..p+K-1 (unsigned indices)."""
-    acc = b[s] - diag[s] * x[s]
-    for k in range(K):
-        acc -= pval[p + k] * x[np.uint64(pidx[p + k])]
-    return acc
-
-
 @njit(cache=True, parallel=True)
-def split_matvec(pidx, pval, diag, base, width, n, x, out):
-    """out = A x for the first n rows (level 0) of a padded stack."""
-    K = np.uint64(width[0])
-    p0 = np.uint64(base[0])
-    for s in prange(n):
+def apply_rows(pidx, pval, orow, optr_o, diag, base, width, lo, lev, matvec, b, x, out):
+    """For the rows s of level ``lev``: out[s] = (A x)[s] with ``matvec``, else
+    the residual b[s] - (A x)[s]."""
+    a, e = lo[lev], lo[lev + 1]
+    p0, K = np.uint64(base[lev]), np.uint64(width[lev])
+    sign = 1.0 if matvec else -1.0
+    for s in prange(a, e):
         u = np.uint64(s)
-        p = p0 + u * K
-        acc = diag[u] * x[u]
-        for k in range(K):
-            acc += pval[p + k] * x[np.uint64(pidx[p + k])]
-        out[u] = acc
+        p = p0 + (u - np.uint64(a)) * K
+        out[u] = (0.0 if matvec else b[u]) + sign * (diag[u] * x[u] + _dot(pidx, pval, p, p + K, x))
+    j0, j1 = _overflow_rows(orow, a, e)
+    for j in prange(j0, j1):
+        out[orow[j]] += sign * _dot(pidx, pval, optr_o[j], optr_o[j + 1], x)
+
+
+@njit(cache=True)
+def split_matvec(pidx, pval, orow, optr_o, diag, base, width, lo, x, out):
+    """out = A x for the rows of level 0 of a padded stack."""
+    apply_rows(pidx, pval, orow, optr_o, diag, base, width, lo, 0, True, x, x, out)
+
+
 @njit(cache=True, parallel=True)
-def vcycle(pidx, pval, diag, idiag, base, width, lo, agg, coarse_inv, pre_reverse, post_reverse, b, x, B, X, R):
+def vcycle(pidx, pval, orow, optr_o, diag, idiag, base, width, lo, agg, coarse_inv, pre_reverse, post_reverse, b, x, B,
+           X, R):
     """x = one V(1, 1) cycle from zero for A_0 x = b on a padded stack.
 
     Level l (rows lo[l]:lo[l+1]): a Gauss-Seidel sweep from zero (in reverse
@@ -350,13 +397,10 @@ def vcycle(pidx, pval, diag, idiag, base, width, lo, agg, coarse_inv, pre_revers
         B[s] = b[s]
     for lev in range(L - 1):
         a, e = lo[lev], lo[lev + 1]
-        p0, K = np.uint64(base[lev]), np.uint64(width[lev])
         for s in prange(a, e):
             X[s] = 0.0
-        gauss_seidel(pidx, pval, idiag, base, width, lo, lev, pre_reverse, B, X)
-        for s in prange(a, e):
-            u = np.uint64(s)
-            R[u] = _row_residual(pidx, pval, diag, p0 + (u - np.uint64(a)) * K, K, u, B, X)
+        gauss_seidel(pidx, pval, orow, optr_o, idiag, base, width, lo, lev, pre_reverse, B, X)
+        apply_rows(pidx, pval, orow, optr_o, diag, base, width, lo, lev, False, B, X, R)
         for c in range(lo[lev + 1], lo[lev + 2]):
             B[c] = 0.0
         for s in range(a, e):  # restriction (sequential: scatter-add)
@@ -372,14 +416,14 @@ def vcycle(pidx, pval, diag, idiag, base, width, lo, agg, coarse_inv, pre_revers
     else:
         for s in range(a, e):
             X[s] = 0.0
-        gauss_seidel(pidx, pval, idiag, base, width, lo, L - 1, False, B, X)
-        gauss_seidel(pidx, pval, idiag, base, width, lo, L - 1, True, B, X)
+        gauss_seidel(pidx, pval, orow, optr_o, idiag, base, width, lo, L - 1, False, B, X)
+        gauss_seidel(pidx, pval, orow, optr_o, idiag, base, width, lo, L - 1, True, B, X)
     for lev in range(L - 2, -1, -1):
         a, e = lo[lev], lo[lev + 1]
         for s in prange(a, e):
             u = np.uint64(s)
             X[u] += X[np.uint64(agg[u])]
-        gauss_seidel(pidx, pval, idiag, base, width, lo, lev, post_reverse, B, X)
+        gauss_seidel(pidx, pval, orow, optr_o, idiag, base, width, lo, lev, post_reverse, B, X)
     for s in prange(n0):
         x[s] = X[s]
 
@@ -427,8 +471,8 @@ def norm(u, ord_):
 
 
 @njit(cache=True, parallel=True, nogil=True)
-def bicgstab(pidx, pval, diag, idiag, base, width, lo, agg, coarse_inv, pre_reverse, post_reverse, b, atol, ord_,
-             maxiter, x):
+def bicgstab(pidx, pval, orow, optr_o, diag, idiag, base, width, lo, agg, coarse_inv, pre_reverse, post_reverse, b,
+             atol, ord_, maxiter, x):
     """BiCGSTAB (van der Vorst 1992) for A_0 x = b, right-preconditioned by
     :func:`vcycle`, from x = 0.
 
@@ -457,8 +501,8 @@ def bicgstab(pidx, pval, diag, idiag, base, width, lo, agg, coarse_inv, pre_reve
         beta = (rho1 / rho) * (alpha / omega)
         for i in prange(n):
             p[i] = r[i] + beta * (p[i] - omega * v[i])
-        vcycle(pidx, pval, diag, idiag, base, width, lo, agg, coarse_inv, pre_reverse, post_reverse, p, y, B, X, R)
-        split_matvec(pidx, pval, diag, base, width, n, y, v)
+        vcycle(pidx, pval, orow, optr_o, diag, idiag, base, width, lo, agg, coarse_inv, pre_reverse, post_reverse, p, y, B, X, R)
+        split_matvec(pidx, pval, orow, optr_o, diag, base, width, lo, y, v)
         den = dot(rhat, v)
         if den == 0.0:
             return -1, it
@@ -468,8 +512,8 @@ def bicgstab(pidx, pval, diag, idiag, base, width, lo, agg, coarse_inv, pre_reve
             r[i] -= alpha * v[i]  # r is now s
         if norm(r, ord_) <= atol:
             return 0, it + 1
-        vcycle(pidx, pval, diag, idiag, base, width, lo, agg, coarse_inv, pre_reverse, post_reverse, r, z, B, X, R)
-        split_matvec(pidx, pval, diag, base, width, n, z, t)
+        vcycle(pidx, pval, orow, optr_o, diag, idiag, base, width, lo, agg, coarse_inv, pre_reverse, post_reverse, r, z, B, X, R)
+        split_matvec(pidx, pval, orow, optr_o, diag, base, width, lo, z, t)
         tt = dot(t, t)
         omega = dot(t, r) / tt if tt > 0.0 else 0.0
         if omega == 0.0:

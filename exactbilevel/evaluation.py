@@ -328,9 +328,10 @@ class _Multigrid:
             self._padded[True] = _mg.padded_stack(levels_T, self.lo)
             self._coarse_inv_T = np.ascontiguousarray(self.coarse_inv.T)
             self._levels = None
-        pidx, pval, base, width = self._padded[transpose]
+        pidx, pval, orow, optr_o, base, width = self._padded[transpose]
         cinv = self._coarse_inv_T if transpose else self.coarse_inv
-        return (pidx, pval, self.diag, self.idiag, base, width, self.lo, self.agg, cinv, *self.SWEEPS[transpose])
+        return (pidx, pval, orow, optr_o, self.diag, self.idiag, base, width, self.lo, self.agg, cinv,
+                *self.SWEEPS[transpose])
 
     def vcycle(self, b, transpose=False):
         """One V-cycle for ``A x = b`` (``A^T`` with ``transpose``), permuted labels."""
@@ -356,8 +357,9 @@ class _Multigrid:
 
             def matvec(v):
                 out = np.empty(n)
-                pidx, pval, diag, _, base, width = stack[:6]
-                _mg.split_matvec(pidx, pval, diag, base, width, n, np.ascontiguousarray(v, dtype=np.float64), out)
+                pidx, pval, orow, optr_o, diag, _, base, width, lo = stack[:9]
+                _mg.split_matvec(pidx, pval, orow, optr_o, diag, base, width, lo,
+                                 np.ascontiguousarray(v, dtype=np.float64), out)
                 return out
 
             op = spla.LinearOperator((n, n), matvec=matvec, dtype=np.float64)

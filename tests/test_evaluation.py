@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from conftest import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -220,14 +221,20 @@ def split_to_dense(lev, lo=0, hi=None):
     return A
 
 
-def padded_to_dense(pidx, pval, diag, base, width, lo, lev):
+def padded_to_dense(pidx, pval, orow, optr_o, diag, base, width, lo, lev):
     """Level ``lev`` of a padded stack, dense; checks that unused slots are
-    (s, 0) and that no slot holds the diagonal."""
+    (s, 0), that no slot holds the diagonal and that only rows longer than
+    the width overflow."""
     a, e, K = lo[lev], lo[lev + 1], width[lev]
     A = np.diag(diag[a:e]).astype(float)
     for s in range(a, e):
         p = base[lev] + (s - a) * K
         cols, vals = pidx[p:p + K], pval[p:p + K]
+        j = np.searchsorted(orow, s)
+        if j < orow.size and orow[j] == s:
+            assert np.all(vals != 0.0)  # a full row
+            cols = np.concatenate([cols, pidx[optr_o[j]:optr_o[j + 1]]])
+            vals = np.concatenate([vals, pval[optr_o[j]:optr_o[j + 1]]])
         assert np.all((cols >= a) & (cols < e)) and np.all(vals[cols == s] == 0.0)
         np.add.at(A[s - a], cols - a, vals)
     return A
@@ -260,16 +267,16 @@ def test_multigrid_kernels_equal_references(system):
     T = _mg.transpose_split(*lev[:3])
     np.testing.assert_array_equal(split_to_dense((*T, lev[3])), A.T)
     lo = np.array([0, mdp.S])
-    pidx, pval, base, width = _mg.padded_stack([lev], lo)
-    np.testing.assert_array_equal(padded_to_dense(pidx, pval, lev[3], base, width, lo, 0), A)
+    pidx, pval, orow, optr_o, base, width = _mg.padded_stack([lev], lo)
+    np.testing.assert_array_equal(padded_to_dense(pidx, pval, orow, optr_o, lev[3], base, width, lo, 0), A)
     bp = b[order]
     x0 = np.random.default_rng(0).uniform(-1, 1, mdp.S)
     for reverse in (False, True):
         x = x0.copy()
-        _mg.gauss_seidel(pidx, pval, 1.0 / lev[3], base, width, lo, 0, reverse, bp, x)
+        _mg.gauss_seidel(pidx, pval, orow, optr_o, 1.0 / lev[3], base, width, lo, 0, reverse, bp, x)
         np.testing.assert_allclose(x, ref.gauss_seidel_ref(A, bp, x0, reverse), rtol=1e-12, atol=1e-12 * np.abs(bp).max())
     out = np.empty(mdp.S)
-    _mg.split_matvec(pidx, pval, lev[3], base, width, mdp.S, x0, out)
+    _mg.split_matvec(pidx, pval, orow, optr_o, lev[3], base, width, lo, x0, out)
     np.testing.assert_allclose(out, A @ x0, rtol=0, atol=1e-14)
 
 
@@ -293,11 +300,11 @@ def test_vcycle_equals_reference_and_its_transpose(system):
     mdp, pi, b = system
     mg = small_multigrid(mdp, pi, coarse_states=2)
     lo = mg.lo
-    pidx, pval, diag, _, base, width = mg._stack(False)[:6]
-    As = [padded_to_dense(pidx, pval, diag, base, width, lo, l) for l in range(len(lo) - 1)]
-    pidx, pval, diag, _, base, width = mg._stack(True)[:6]
+    pidx, pval, orow, optr_o, diag, _, base, width = mg._stack(False)[:8]
+    As = [padded_to_dense(pidx, pval, orow, optr_o, diag, base, width, lo, l) for l in range(len(lo) - 1)]
+    pidx, pval, orow, optr_o, diag, _, base, width = mg._stack(True)[:8]
     for l in range(len(lo) - 1):  # the transposed stack holds the transposed levels
-        np.testing.assert_array_equal(padded_to_dense(pidx, pval, diag, base, width, lo, l), As[l].T)
+        np.testing.assert_array_equal(padded_to_dense(pidx, pval, orow, optr_o, diag, base, width, lo, l), As[l].T)
     aggs = [mg.agg[lo[l]:lo[l + 1]] - lo[l + 1] for l in range(len(lo) - 2)]
     A = ref.permuted_system_ref(ref.policy_matrix_ref(ref.dense_kernel(mdp), pi), mdp.gamma, mg.order)
     np.testing.assert_allclose(As[0], A, rtol=0, atol=1e-15)
@@ -310,6 +317,46 @@ def test_vcycle_equals_reference_and_its_transpose(system):
                                    rtol=0, atol=1e-11 * scale)
     C, CT = cycle_matrix(mg, False), cycle_matrix(mg, True)
     np.testing.assert_allclose(CT, C.T, rtol=0, atol=1e-11 / (1 - mdp.gamma))
+
+
+@st.composite
+def reset_systems(draw):
+    """A banded MDP whose first action from every state also jumps, with
+    probability 0.1, to a random one of 12 states: rows (and, transposed,
+    columns) far longer than the rest, which the padded levels keep in overflow."""
+    mdp = draw(ebst.banded_mdps(max_states=200, gamma=(0.5, 0.99)))
+    rng = np.random.default_rng(draw(ebst.seeds))
+    S, A = mdp.S, mdp.A
+    P = mdp.P.tolil()
+    targets = rng.choice(S, size=12, replace=False)
+    jump = sp.csr_matrix((np.full(12, 1.0 / 12), (np.zeros(12, dtype=int), targets)), shape=(1, S))
+    for s in rng.choice(S, size=S // 4, replace=False):
+        P[s * A] = 0.9 * P[s * A] + 0.1 * jump
+    mdp = eb.TabularMDP(P.tocsr(), mdp.gamma)
+    pi = draw(ebst.policies(mdp))
+    return mdp, pi, rng.uniform(-1, 1, S)
+
+
+@settings(max_examples=examples(15))
+@given(reset_systems())
+def test_vcycle_with_overflowing_rows_equals_reference(system):
+    """Levels where a few rows outgrow the padded width: the overflow is read by the
+    sweeps and residuals (the cycle equals the dense reference, both directions)."""
+    mdp, pi, b = system
+    mg = small_multigrid(mdp, pi, coarse_states=2)
+    lo = mg.lo
+    assert mg._stack(False)[2].size + mg._stack(True)[2].size > 0  # some rows overflow
+    pidx, pval, orow, optr_o, diag, _, base, width = mg._stack(False)[:8]
+    As = [padded_to_dense(pidx, pval, orow, optr_o, diag, base, width, lo, l) for l in range(len(lo) - 1)]
+    aggs = [mg.agg[lo[l]:lo[l + 1]] - lo[l + 1] for l in range(len(lo) - 2)]
+    A = ref.permuted_system_ref(ref.policy_matrix_ref(ref.dense_kernel(mdp), pi), mdp.gamma, mg.order)
+    np.testing.assert_allclose(As[0], A, rtol=0, atol=1e-15)
+    bp = b[mg.order]
+    coarse = mg.coarse_inv.shape[0] > 0
+    for transpose in (False, True):
+        A_l = [a.T for a in As] if transpose else As
+        np.testing.assert_allclose(mg.vcycle(bp, transpose), ref.vcycle_ref(A_l, aggs, bp, coarse, *mg.SWEEPS[transpose]),
+                                   rtol=0, atol=1e-11 / (1 - mdp.gamma))
 
 
 @settings(max_examples=examples(25))
@@ -362,7 +409,6 @@ def test_policy_pattern_refill_equals_policy_matrix(system):
     ptr, idx, slot = _kernels.policy_pattern(mdp.csr[0], mdp.csr[1], mdp.S, mdp.A)
     val = np.full(idx.shape[0], np.nan)
     _kernels.policy_refill(mdp.csr[0], mdp.csr[2], pi, ptr, slot, val)
-    import scipy.sparse as sp
     dense = sp.csr_matrix((val, idx, ptr), shape=(mdp.S, mdp.S)).toarray()
     np.testing.assert_allclose(dense, ref.policy_matrix_ref(ref.dense_kernel(mdp), pi), rtol=0, atol=1e-15)
     for s in range(mdp.S):
@@ -431,7 +477,6 @@ def test_multigrid_when_the_aggregation_stalls(transpose):
     for s in range(5):  # ... but for a short two-way chain
         P[s, 0, s], P[s, 0, s + 1] = 0.0, 1.0
         P[s + 1, 1, s + 1], P[s + 1, 1, s] = 0.0, 1.0
-    import scipy.sparse as sp
     mdp = eb.TabularMDP(sp.csr_matrix(P.reshape(S * A, S)), gamma=0.95)
     pi = np.full((S, A), 0.5)
     b = np.random.default_rng(3).uniform(-1, 1, S)
