@@ -201,8 +201,10 @@ class _Problem:
 
 
 def _value_iteration(prob, V, max_iter, count=0, switch=False):
-    """Plain sweeps.  With ``switch``, returns ("switch", V, count, needed) when
-    the observed span contraction predicts ``needed > AUTO_SWITCH_SWEEPS`` sweeps."""
+    """Plain sweeps.  With ``switch``, returns ("switch", V_hat, TV, count,
+    needed) when the observed span contraction predicts ``needed >
+    AUTO_SWITCH_SWEEPS`` sweeps: the midrange-corrected value and the last
+    sweep itself."""
     prev = None
     for _ in range(max_iter):
         _, TV = prob.sweep(V)
@@ -214,7 +216,7 @@ def _value_iteration(prob, V, max_iter, count=0, switch=False):
             rate = bound / prev
             needed = np.inf if rate >= 1.0 else np.log(prob.tol / bound) / np.log(max(rate, 1e-300))
             if needed > AUTO_SWITCH_SWEEPS:
-                return ("switch", V_hat, count, needed)
+                return ("switch", V_hat, TV, count, needed)
         prev = bound
         V = TV.copy()
     return prob.result(V_hat, bound, count, "value_iteration")
@@ -362,15 +364,20 @@ def solve(mdp, r, tau=0.0, method="auto", tol=1e-10, V0=None, max_iter=None, rai
     else:
         res = _value_iteration(prob, V, max_iter or sweeps, switch=True)
         if isinstance(res, tuple):
-            _, V, count, needed = res
+            _, V_hat, TV, count, needed = res
             # policy iteration pays off where its evaluations are direct (dense
             # LU) and, with multigrid evaluations of soft policies, where value
-            # iteration contracts slowly; otherwise modified policy iteration.
+            # iteration contracts slowly; otherwise modified policy iteration,
+            # from the last sweep: the midrange correction adds a constant that
+            # its backups shed only as gamma^m, and that turns the exact ties of
+            # flat regions (rewards that underflow to 0) into rounding noise in
+            # the greedy policies (on the 1000 x 1000 GridWorld, tau = 0: 45
+            # steps and 11 s from V_hat, 29 steps and 6.4 s from the sweep).
             if mdp.S <= DENSE_LU_MAX_STATES or not mdp.is_sparse or (tau > 0.0 and needed > AUTO_NEWTON_SWEEPS):
-                res = _policy_iteration(prob, V, max_iter or 500, count=count, method="auto:policy_iteration")
+                res = _policy_iteration(prob, V_hat, max_iter or 500, count=count, method="auto:policy_iteration")
             else:
                 res = _policy_iteration(
-                    prob, V, max_iter or sweeps, count=count, method="auto:modified_policy_iteration",
+                    prob, TV.copy(), max_iter or sweeps, count=count, method="auto:modified_policy_iteration",
                     backups=MPI_BACKUPS,
                 )
         else:
