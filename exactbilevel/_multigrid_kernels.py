@@ -501,7 +501,8 @@ def bicgstab(pidx, pval, orow, optr_o, diag, idiag, base, width, lo, agg, coarse
         beta = (rho1 / rho) * (alpha / omega)
         for i in prange(n):
             p[i] = r[i] + beta * (p[i] - omega * v[i])
-        vcycle(pidx, pval, orow, optr_o, diag, idiag, base, width, lo, agg, coarse_inv, pre_reverse, post_reverse, p, y, B, X, R)
+        vcycle(pidx, pval, orow, optr_o, diag, idiag, base, width, lo, agg, coarse_inv, pre_reverse, post_reverse,
+               p, y, B, X, R)
         split_matvec(pidx, pval, orow, optr_o, diag, base, width, lo, y, v)
         den = dot(rhat, v)
         if den == 0.0:
@@ -512,7 +513,8 @@ def bicgstab(pidx, pval, orow, optr_o, diag, idiag, base, width, lo, agg, coarse
             r[i] -= alpha * v[i]  # r is now s
         if norm(r, ord_) <= atol:
             return 0, it + 1
-        vcycle(pidx, pval, orow, optr_o, diag, idiag, base, width, lo, agg, coarse_inv, pre_reverse, post_reverse, r, z, B, X, R)
+        vcycle(pidx, pval, orow, optr_o, diag, idiag, base, width, lo, agg, coarse_inv, pre_reverse, post_reverse,
+               r, z, B, X, R)
         split_matvec(pidx, pval, orow, optr_o, diag, base, width, lo, z, t)
         tt = dot(t, t)
         omega = dot(t, r) / tt if tt > 0.0 else 0.0

@@ -259,7 +259,8 @@ class _Multigrid:
     by a dense inverse.  Should the aggregation stall above
     ``DENSE_LU_MAX_STATES`` states, the last level is smoothed instead of
     solved.  The levels are stacked into one block-diagonal matrix, stored in
-    padded rows (a fixed number of slots per row and level,
+    padded rows (a fixed number of slots per row and level, the few rows much
+    longer than the rest continued in overflow,
     :func:`~exactbilevel._multigrid_kernels.padded_stack`); the transposed
     system uses the transposed stack (built on first use by
     :func:`~exactbilevel._multigrid_kernels.transpose_split`), on which the
