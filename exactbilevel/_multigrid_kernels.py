@@ -32,6 +32,180 @@ from numba import njit, prange
 
 
 @njit(cache=True)
+def independent_states(indptr, indices):
+    """A maximal independent set of the coupling graph of the (S, S) CSR matrix
+    M (s and t != s coupled when M[s, t] or M[t, s] is stored), greedy in index
+    order: returns the boolean mask ``fine``.  No two fine states are coupled,
+    so the fine block of A = I - gamma M is diagonal; every other state is
+    coupled to a fine one.  On a grid whose moves go to the four neighbours
+    (and back to the cell itself), a checkerboard: half the states."""
+    S = indptr.shape[0] - 1
+    fine = np.zeros(S, dtype=np.bool_)
+    blocked = np.zeros(S, dtype=np.bool_)  # a fine state points at it
+    for s in range(S):
+        if blocked[s]:
+            continue
+        free = True
+        for k in range(indptr[s], indptr[s + 1]):
+            if indices[k] != s and fine[indices[k]]:
+                free = False
+                break
+        if free:
+            fine[s] = True
+            for k in range(indptr[s], indptr[s + 1]):
+                blocked[indices[k]] = True
+    return fine
+
+
+@njit(cache=True, inline="always")
+def _accumulate(cidx, cval, where, start, pos, col, v):
+    """Add v at column ``col`` of the row being filled from ``start``: returns the next free slot."""
+    if where[col] >= start:
+        cval[where[col]] += v
+        return pos
+    where[col] = pos
+    cidx[pos] = col
+    cval[pos] = v
+    return pos + 1
+
+
+@njit(cache=True)
+def eliminated_system(indptr, indices, data, gamma, fine):
+    """The system left on the kept states once the fine states (an independent
+    set, :func:`independent_states`) are eliminated from A = I - gamma M.
+
+    With F the fine and C the kept states, A_FF = diag(dF), dF = 1 - gamma
+    M_ff, and the Schur complement is again of the form
+    ``A_CC - A_CF A_FF^(-1) A_FC = I - gamma M_C`` with
+    ``M_C = M_CC + gamma M_CF diag(1 / dF) M_FC``: nonnegative, row sums <= 1
+    (two steps of the chain, the second discounted once more).  Returns
+    ``(cmap, cptr, cidx, cval, dF)``: cmap[s] the label of kept state s in the
+    reduced system (-1 for fine states), the CSR of M_C (duplicates summed,
+    its diagonal kept), and dF (1 on kept states)."""
+    S = indptr.shape[0] - 1
+    cmap = np.full(S, -1, dtype=np.int64)
+    nC = 0
+    for s in range(S):
+        if not fine[s]:
+            cmap[s] = nC
+            nC += 1
+    dF = np.ones(S)
+    for s in range(S):
+        if fine[s]:
+            for k in range(indptr[s], indptr[s + 1]):
+                if indices[k] == s:
+                    dF[s] -= gamma * data[k]
+    # row lengths of M_C (a stamp per reduced column)
+    cptr = np.zeros(nC + 1, dtype=np.int64)
+    stamp = np.full(nC, -1, dtype=np.int64)
+    for s in range(S):
+        c = cmap[s]
+        if c < 0:
+            continue
+        n = 0
+        for k in range(indptr[s], indptr[s + 1]):
+            t = indices[k]
+            if not fine[t]:
+                if stamp[cmap[t]] != c:
+                    stamp[cmap[t]] = c
+                    n += 1
+                continue
+            for m in range(indptr[t], indptr[t + 1]):
+                u = indices[m]
+                if u != t and stamp[cmap[u]] != c:
+                    stamp[cmap[u]] = c
+                    n += 1
+        cptr[c + 1] = cptr[c] + n
+    cidx = np.empty(cptr[nC], dtype=np.int64)
+    cval = np.empty(cptr[nC])
+    where = np.full(nC, -1, dtype=np.int64)  # slot of a column in the current row
+    pos = 0
+    for s in range(S):
+        c = cmap[s]
+        if c < 0:
+            continue
+        start = pos
+        for k in range(indptr[s], indptr[s + 1]):
+            t = indices[k]
+            if not fine[t]:
+                pos = _accumulate(cidx, cval, where, start, pos, cmap[t], data[k])
+                continue
+            w = gamma * data[k] / dF[t]
+            for m in range(indptr[t], indptr[t + 1]):
+                u = indices[m]
+                if u != t:
+                    pos = _accumulate(cidx, cval, where, start, pos, cmap[u], w * data[m])
+    return cmap, cptr, cidx, cval, dF
+
+
+@njit(cache=True, parallel=True)
+def reduce_rhs(indptr, indices, data, gamma, fine, cmap, dF, b, out):
+    """Right-hand side of the eliminated system (:func:`eliminated_system`) for
+    A x = b: ``out = b_C + gamma M_CF (b_F / dF)``, in reduced labels."""
+    for s in prange(indptr.shape[0] - 1):
+        if fine[s]:
+            continue
+        acc = b[s]
+        for k in range(indptr[s], indptr[s + 1]):
+            t = indices[k]
+            if fine[t]:
+                acc += gamma * data[k] * (b[t] / dF[t])
+        out[cmap[s]] = acc
+
+
+@njit(cache=True)
+def reduce_rhs_transposed(indptr, indices, data, gamma, fine, cmap, dF, b, out):
+    """The same for A^T y = b: ``out = b_C + gamma M_FC^T (b_F / dF)``
+    (a scatter over the fine rows, in order)."""
+    for s in range(indptr.shape[0] - 1):
+        if not fine[s]:
+            out[cmap[s]] = b[s]
+    for f in range(indptr.shape[0] - 1):
+        if fine[f]:
+            w = gamma * (b[f] / dF[f])
+            for k in range(indptr[f], indptr[f + 1]):
+                t = indices[k]
+                if t != f:
+                    out[cmap[t]] += w * data[k]
+
+
+@njit(cache=True, parallel=True)
+def expand_solution(indptr, indices, data, gamma, fine, cmap, dF, b, xc, x):
+    """The solution of A x = b from that of the eliminated system:
+    ``x_C = xc``, ``x_F = (b_F + gamma M_FC x_C) / dF``."""
+    for s in prange(indptr.shape[0] - 1):
+        if not fine[s]:
+            x[s] = xc[cmap[s]]
+            continue
+        acc = b[s]
+        for k in range(indptr[s], indptr[s + 1]):
+            t = indices[k]
+            if t != s:
+                acc += gamma * data[k] * xc[cmap[t]]
+        x[s] = acc / dF[s]
+
+
+@njit(cache=True)
+def expand_solution_transposed(indptr, indices, data, gamma, fine, cmap, dF, b, xc, x):
+    """The same for A^T y = b: ``y_C = yc``, ``y_F = (b_F + gamma M_CF^T y_C) / dF``
+    (a scatter over the kept rows, in order)."""
+    S = indptr.shape[0] - 1
+    for s in range(S):
+        x[s] = b[s] if fine[s] else xc[cmap[s]]
+    for s in range(S):
+        if fine[s]:
+            continue
+        w = gamma * xc[cmap[s]]
+        for k in range(indptr[s], indptr[s + 1]):
+            t = indices[k]
+            if fine[t]:
+                x[t] += w * data[k]
+    for s in range(S):
+        if fine[s]:
+            x[s] /= dF[s]
+
+
+@njit(cache=True)
 def flow_order(indptr, indices, data):
     """States ordered so that each comes after its most likely successor.
 

@@ -61,6 +61,10 @@ MULTIGRID_COARSE_STATES = 400
 #: Iteration cap of one BiCGSTAB run of the multigrid path (the caller refines and retries).
 MULTIGRID_MAXITER = 200
 
+#: The multigrid path first eliminates an independent set of states (:class:`_Elimination`)
+#: when it holds at least this fraction of the states.
+ELIMINATE_MIN_FRACTION = 0.25
+
 #: Tolerance on |sum_a pi(a|s) - 1|.
 POLICY_SUM_TOL = 1e-9
 
@@ -101,7 +105,7 @@ class PolicySystem:
                 ptr, idx, val = _kernels.policy_matrix_csr(*mdp.csr, pi)
             self._csr = (ptr, idx, val)
             self._csr_T = None
-            self._mg = None
+            self._mg = self._elim = None
             if factor and S <= DENSE_LU_MAX_STATES:  # sparse LU (SuperLU): no dense S x S matrix
                 M = sp.csr_matrix((val, idx, ptr), shape=(S, S))
                 self._lu = spla.splu((sp.identity(S, format="csc") - mdp.gamma * M).tocsc())
@@ -118,7 +122,7 @@ class PolicySystem:
         P_pi (no LU factorization): the refilled matrices of policy iteration."""
         self = cls.__new__(cls)
         self.mdp, self.gamma, self._lu = mdp, mdp.gamma, None
-        self._csr, self._csr_T, self._mg = csr, None, None
+        self._csr, self._csr_T, self._mg, self._elim = csr, None, None, None
         return self
 
     def _csr_of(self, transpose):
@@ -155,9 +159,21 @@ class PolicySystem:
         return v - g * (M.T @ v if transpose else M @ v)
 
     def _multigrid(self):
+        """The multigrid, of the system left by :class:`_Elimination` when that applies."""
         if self._mg is None:
-            self._mg = _Multigrid(*self._csr, self.gamma)
+            self._elim = _Elimination.of(*self._csr, self.gamma)
+            csr = self._csr if self._elim is None else self._elim.reduced
+            self._mg = _Multigrid(*csr, self.gamma)
         return self._mg
+
+    def _multigrid_solve(self, b, atol, transpose):
+        """:meth:`_Multigrid.solve` on the eliminated system when there is one: the residual
+        of the answer is that of the eliminated system on the kept states, zero (to rounding)
+        on the eliminated ones, so ``atol`` carries over in either norm."""
+        mg = self._multigrid()
+        if self._elim is None:
+            return mg.solve(b, atol, transpose)
+        return self._elim.expand(b, mg.solve(self._elim.reduce(b, transpose), atol, transpose), transpose)
 
     def solve_many(self, jobs, rtol=1e-12):
         """Solve independent systems: ``jobs`` is a list of ``(b, transpose)``;
@@ -208,11 +224,9 @@ class PolicySystem:
             return np.zeros_like(b)
         S = b.shape[0]
         if self.mdp.is_sparse:
-            mg = self._multigrid()
-
             def correction(res, rnorm):
                 # the compiled BiCGSTAB stops in the certificate's norm, at half the target
-                return mg.solve(res, 0.5 * target, transpose)
+                return self._multigrid_solve(res, 0.5 * target, transpose)
         else:
             op = spla.LinearOperator((S, S), matvec=lambda v: self.matvec(v, transpose), dtype=np.float64)
 
@@ -238,6 +252,65 @@ class PolicySystem:
             f"rounds (residual {rnorm:.3g}); gamma = {self.gamma} may be too close to 1 for the "
             "Krylov solver at this size"
         )
+
+
+class _Elimination:
+    """Exact elimination of an independent set of states, before the multigrid.
+
+    With F a maximal independent set of the coupling graph of M = P_pi
+    (:func:`~exactbilevel._multigrid_kernels.independent_states`) and C the
+    other states, the block A_FF of A = I - gamma M is diagonal, dF = 1 -
+    gamma M_ff, and ``A x = b`` is solved exactly through the smaller system
+    (:func:`~exactbilevel._multigrid_kernels.eliminated_system`)::
+
+        (I - gamma M_C) x_C = b_C + gamma M_CF (b_F / dF),
+        M_C = M_CC + gamma M_CF diag(1 / dF) M_FC,
+        x_F = (b_F + gamma M_FC x_C) / dF;
+
+    ``A^T y = c`` likewise through ``(I - gamma M_C)^T`` (one cycle of
+    red-black reduction on a grid).  M_C is a policy matrix of the chain
+    observed every other step, with the second step discounted, so the
+    eliminated system is again a diagonally dominant M-matrix for the same
+    multigrid.  The residual of the expanded answer is that of the eliminated
+    system on C and zero (to rounding) on F.  Used when F holds at least
+    ``ELIMINATE_MIN_FRACTION`` of the states and the eliminated system is no
+    more work per sweep (n_C + nnz(M_C) <= S + nnz(M)).  On the 1000 x 1000
+    GridWorld (F a checkerboard, M_C of 9 entries per row on 500,000 states)
+    the soft-optimal policy is evaluated in 14 BiCGSTAB iterations of 40-50 ms
+    instead of 19 of 75-85 ms.
+    """
+
+    def __init__(self, csr, gamma, fine, cmap, dF, reduced):
+        self.csr, self.gamma, self.fine, self.cmap, self.dF = csr, gamma, fine, cmap, dF
+        self.reduced = reduced  # CSR (indptr, indices, data) of M_C
+
+    @classmethod
+    def of(cls, indptr, indices, data, gamma):
+        """The elimination of M's independent set, or None where it does not pay."""
+        S = indptr.shape[0] - 1
+        fine = _mg.independent_states(indptr, indices)
+        nF = int(np.count_nonzero(fine))
+        if nF < ELIMINATE_MIN_FRACTION * S or nF == S:
+            return None
+        cmap, cptr, cidx, cval, dF = _mg.eliminated_system(indptr, indices, data, gamma, fine)
+        if (S - nF) + cidx.shape[0] > S + indices.shape[0]:
+            return None
+        return cls((indptr, indices, data), gamma, fine, cmap, dF, (cptr, cidx, cval))
+
+    def reduce(self, b, transpose):
+        """The right-hand side of the eliminated system (reduced labels)."""
+        out = np.empty(self.reduced[0].shape[0] - 1)
+        kernel = _mg.reduce_rhs_transposed if transpose else _mg.reduce_rhs
+        kernel(*self.csr, self.gamma, self.fine, self.cmap, self.dF, np.ascontiguousarray(b, dtype=np.float64), out)
+        return out
+
+    def expand(self, b, xc, transpose):
+        """The solution on all states from ``xc``, that of the eliminated system."""
+        x = np.empty(self.fine.shape[0])
+        kernel = _mg.expand_solution_transposed if transpose else _mg.expand_solution
+        kernel(*self.csr, self.gamma, self.fine, self.cmap, self.dF, np.ascontiguousarray(b, dtype=np.float64),
+               xc, x)
+        return x
 
 
 class _Multigrid:

@@ -280,6 +280,65 @@ def test_multigrid_kernels_equal_references(system):
     np.testing.assert_allclose(out, A @ x0, rtol=0, atol=1e-14)
 
 
+@settings(max_examples=examples(30))
+@given(systems(sparse=True))
+def test_independent_states_are_independent_and_maximal(system):
+    """No two fine states are coupled (in either direction) and every kept state is coupled to a
+    fine one, checked on the dense policy matrix."""
+    mdp, pi, _ = system
+    ptr, idx, val = _kernels.policy_matrix_csr(*mdp.csr, pi)
+    fine = _mg.independent_states(ptr, idx)
+    G = sp.csr_matrix((np.ones_like(val), idx, ptr), shape=(mdp.S, mdp.S)).toarray() != 0
+    G = (G | G.T) & ~np.eye(mdp.S, dtype=bool)
+    assert fine.any() and not G[np.ix_(fine, fine)].any()
+    assert G[np.ix_(~fine, fine)].any(axis=1).all()
+
+
+@settings(max_examples=examples(30))
+@given(systems(sparse=True), st.booleans())
+def test_eliminated_system_is_the_schur_complement(system, transpose):
+    """I - gamma M_C is the Schur complement of the fine block of A = I - gamma P_pi (dense
+    reference), and reducing the right-hand side, solving densely and expanding gives the
+    dense solution of A x = b (A^T with ``transpose``)."""
+    mdp, pi, b = system
+    csr = _kernels.policy_matrix_csr(*mdp.csr, pi)
+    fine = _mg.independent_states(*csr[:2])
+    cmap, cptr, cidx, cval, dF = _mg.eliminated_system(*csr, mdp.gamma, fine)
+    nC = mdp.S - int(fine.sum())
+    assert np.array_equal(cmap[~fine], np.arange(nC)) and np.all(cmap[fine] == -1)
+    A = np.eye(mdp.S) - mdp.gamma * ref.policy_matrix_ref(ref.dense_kernel(mdp), pi)
+    M_C = sp.csr_matrix((cval, cidx, cptr), shape=(nC, nC)).toarray()
+    assert np.all(M_C >= 0) and np.all(M_C.sum(axis=1) <= 1 + 1e-12)
+    np.testing.assert_allclose(np.eye(nC) - mdp.gamma * M_C, ref.schur_complement_ref(A, ~fine), rtol=0, atol=1e-14)
+    elim = evaluation._Elimination(csr, mdp.gamma, fine, cmap, dF, (cptr, cidx, cval))
+    S_C = np.eye(nC) - mdp.gamma * M_C
+    xc = np.linalg.solve(S_C.T if transpose else S_C, elim.reduce(b, transpose))
+    x_ref = np.linalg.solve(A.T if transpose else A, b)
+    np.testing.assert_allclose(elim.expand(b, xc, transpose), x_ref, rtol=0,
+                               atol=1e-12 * np.abs(b).max() / (1 - mdp.gamma))
+
+
+def test_gridworld_eliminates_a_checkerboard():
+    """On a GridWorld the independent set is every other cell, and the solve through the
+    eliminated system meets the certificate in both directions against a dense solve."""
+    n = 12
+    mdp = eb.envs.gridworld(n=n, actions=4, gamma=0.99, sparse=True).mdp
+    rng = np.random.default_rng(4)
+    pi = rng.dirichlet(np.ones(mdp.A), size=mdp.S)
+    A = np.eye(mdp.S) - mdp.gamma * ref.policy_matrix_ref(ref.dense_kernel(mdp), pi)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(evaluation, "DENSE_LU_MAX_STATES", 1)
+        mp.setattr(evaluation, "MULTIGRID_COARSE_STATES", 8)
+        ps = PolicySystem(mdp, pi)
+        for transpose, b in ((False, rng.uniform(-1, 1, mdp.S)), (True, mdp.rho)):
+            x = ps.solve(b, transpose=transpose)
+            ord_ = 1 if transpose else np.inf
+            assert np.linalg.norm(b - (A.T if transpose else A) @ x, ord_) <= 1e-12 * np.linalg.norm(b, ord_) * 1.001
+    i, j = np.divmod(np.arange(mdp.S), n)
+    assert np.array_equal(ps._elim.fine, (i + j) % 2 == 0)
+    assert ps._mg.lo[1] == mdp.S // 2
+
+
 def small_multigrid(mdp, pi, coarse_states=8):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(evaluation, "MULTIGRID_COARSE_STATES", coarse_states)
@@ -483,6 +542,7 @@ def test_multigrid_when_the_aggregation_stalls(transpose):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(evaluation, "DENSE_LU_MAX_STATES", 10)
         mp.setattr(evaluation, "MULTIGRID_COARSE_STATES", 4)
+        mp.setattr(evaluation, "ELIMINATE_MIN_FRACTION", 2.0)  # no elimination: the absorbing states would go
         ps = PolicySystem(mdp, pi)
         x = ps.solve(b, transpose=transpose)
     assert ps._mg.coarse_inv.shape == (0, 0) and ps._mg.sizes[-1] > 10

@@ -37,6 +37,7 @@ __all__ = [
     "policy_iteration_ref",
     "residual_ref",
     "permuted_system_ref",
+    "schur_complement_ref",
     "galerkin_ref",
     "gauss_seidel_ref",
     "vcycle_ref",
@@ -323,6 +324,14 @@ def permuted_system_ref(M, gamma, order):
     M = np.asarray(M, dtype=np.float64)
     A = np.eye(M.shape[0]) - gamma * M
     return A[np.ix_(order, order)]
+
+
+def schur_complement_ref(A, keep):
+    """``A_CC - A_CF A_FF^(-1) A_FC`` for the dense matrix A, C the states where
+    the boolean ``keep`` is set and F the others (a dense solve with A_FF)."""
+    A = np.asarray(A, dtype=np.float64)
+    C, F = np.flatnonzero(keep), np.flatnonzero(~np.asarray(keep))
+    return A[np.ix_(C, C)] - A[np.ix_(C, F)] @ np.linalg.solve(A[np.ix_(F, F)], A[np.ix_(F, C)])
 
 
 def galerkin_ref(A, agg, nc):
