@@ -191,16 +191,21 @@ class PolicySystem:
         if self._lu is not None or not self.mdp.is_sparse or workers < 2 or not _threadsafe_numba():
             return [self.solve(b, transpose=t, rtol=rtol) for b, t in jobs]
         mg = self._multigrid()
-        for _, t in jobs:  # build the lazy parts before the threads share them
-            self._csr_of(t)
-            mg._stack(t)
 
         def one(job):
             numba.set_num_threads(1)  # thread-local
             return self.solve(job[0], transpose=job[1], rtol=rtol)
 
+        futures = [None] * len(jobs)
         with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-            return list(pool.map(one, jobs))
+            for transpose in (False, True):  # the forward solves run while the transposed levels are built
+                if any(t == transpose for _, t in jobs):
+                    self._csr_of(transpose)  # lazy parts: built here, before the threads share them
+                    mg._stack(transpose)
+                for i, job in enumerate(jobs):
+                    if job[1] == transpose:
+                        futures[i] = pool.submit(one, job)
+            return [f.result() for f in futures]
 
     def solve(self, b, transpose=False, x0=None, rtol=1e-12, maxiter=50):
         """Solve the system; see the class docstring for the guarantee.
