@@ -11,11 +11,14 @@ Then::
 
 Both systems are solved by :class:`PolicySystem`: an LU factorization when
 S <= ``DENSE_LU_MAX_STATES`` (exact to rounding; dense for dense MDPs, SuperLU's
-sparse LU for sparse ones); beyond, for sparse MDPs, a compiled BiCGSTAB
-preconditioned by one V-cycle of an aggregation multigrid (:class:`_Multigrid`:
-states relabelled in flow order, double pairwise aggregation, Galerkin coarse
-levels, Gauss-Seidel smoothing; one hierarchy serves both systems, the cycle on
-its transpose being the exact transpose of the cycle), and for dense MDPs
+sparse LU for sparse ones); beyond, for sparse MDPs, the exact elimination of
+an independent set of states where one holds a quarter of them or more
+(:class:`_Elimination`: on a grid every other cell, which leaves a system of
+the same kind on the other half), then a compiled BiCGSTAB preconditioned by
+one V-cycle of an aggregation multigrid (:class:`_Multigrid`: states
+relabelled in flow order, double pairwise aggregation, Galerkin coarse levels,
+Gauss-Seidel smoothing; one hierarchy serves both systems, the cycle on its
+transpose being the exact transpose of the cycle), and for dense MDPs
 unpreconditioned GMRES on BLAS matvecs; either way with iterative refinement on
 the true residual (the plain CSR or dense matvec) until it certifies the
 answer:
@@ -23,11 +26,13 @@ answer:
 and ``|d - d^pi|_1 <= rtol`` with ``rtol = 1e-12`` by default, or
 :class:`~exactbilevel.ConvergenceError`.
 On the 1000 x 1000 GridWorld (S = 10^6, gamma = 0.99) the soft-optimal policy
-(tau = 0.1) is evaluated in 18-19 BiCGSTAB iterations (each two V-cycles of
-25-30 ms and two matvecs of 3 ms) after a 0.4 s setup (P_pi from the stencil
-form, flow order, hierarchy), 2.0-2.3 s cold on 2 cores; its occupancy then
-takes 16 iterations after 0.3 s for the transposed levels (scipy's BiCGSTAB on
-a Python V-cycle and a hierarchy per direction took 23 and 33 iterations, 4 s
+(tau = 0.1) is evaluated in 15 BiCGSTAB iterations on the 500,000 kept states
+(each two V-cycles of 16-22 ms and two matvecs of 2 ms) after a 0.4 s setup
+(P_pi from the stencil form, the elimination, flow order, hierarchy), 1.0-1.3 s
+cold on 2 cores; its occupancy then takes 14 iterations after 0.1 s for the
+transposed levels.  Without the elimination: 19 and 18 iterations on all
+10^6 states, V-cycles of 25-30 ms, 1.9-2.3 s cold (scipy's BiCGSTAB on a
+Python V-cycle and a hierarchy per direction took 23 and 33 iterations, 4 s
 and 9 s; GMRES(50) with one Gauss-Seidel sweep, 100-200+ iterations and 36 s).
 :meth:`PolicySystem.solve_many` runs independent solves concurrently.
 No dense S x S matrix is formed for sparse MDPs.
@@ -281,8 +286,8 @@ class _Elimination:
     ``ELIMINATE_MIN_FRACTION`` of the states and the eliminated system is no
     more work per sweep (n_C + nnz(M_C) <= S + nnz(M)).  On the 1000 x 1000
     GridWorld (F a checkerboard, M_C of 9 entries per row on 500,000 states)
-    the soft-optimal policy is evaluated in 14 BiCGSTAB iterations of 40-50 ms
-    instead of 19 of 75-85 ms.
+    the soft-optimal policy is evaluated in 15 BiCGSTAB iterations of 45-55 ms
+    instead of 19 of 75-85 ms, its occupancy in 14 instead of 18.
     """
 
     def __init__(self, csr, gamma, fine, cmap, dF, reduced):
@@ -354,7 +359,15 @@ class _Multigrid:
     of the 300 x 300 one 16 / 15 (21 / 18), at gamma = 0.999 27 / 35 (36 /
     36); a 300 x 300 policy 70% deterministic 68 / 63 (75 / 67); the uniform
     policy there 15 / 12 (13 / 10); a random sparse MDP of 20000 states 5 / 5
-    (6 / 6).  Measured and not taken: no pre-sweep on the finest level
+    (6 / 6).  On the systems :class:`_Elimination` leaves (as
+    :class:`PolicySystem` runs it), in the same order: 15 / 14, 13 / 11, 23 /
+    21, 36 / 31, 15 / 12, and the random MDP keeps all its states.  Measured
+    (scipy's BiCGSTAB on the 1000 x 1000 GridWorld, full system, 17 iterations
+    with this cycle) and not taken: the exact coarse solve of a two-grid method,
+    or a W-cycle, 14 (the coarse levels are not what limits it); scaling the
+    coarse correction by 1.2-2, 15-32 (worse); two or three sweeps on the
+    finest level of the 300 x 300 GridWorld, 13 or 10 iterations instead of 14
+    for two or three times the finest level's work.  Measured and not taken: no pre-sweep on the finest level
     (V(0, 1) there) saves 11-18% on the 1000 x 1000 GridWorld but doubles the
     iterations of the 70%-deterministic policy (139 / 119); V(0, 2) there
     changes the GridWorld times by 0 to -16% and breaks the transpose

@@ -68,7 +68,9 @@ def _soft_max(Q, tau):
     m = Q.max(axis=1)
     if tau == 0.0:
         return m
-    return m + tau * scipy.special.logsumexp((Q - m[:, None]) / tau, axis=1)
+    with np.errstate(over="ignore"):  # -inf for a subnormal tau: exp(-inf) = 0 is the limit
+        z = (Q - m[:, None]) / tau
+    return m + tau * scipy.special.logsumexp(z, axis=1)
 
 
 def bellman_ref(P, r, V, gamma, tau=0.0):
@@ -84,7 +86,9 @@ def policy_ref(Q, tau=0.0):
         pi = np.zeros_like(Q)
         pi[np.arange(Q.shape[0]), np.argmax(Q, axis=1)] = 1.0
         return pi
-    return scipy.special.softmax((Q - Q.max(axis=1, keepdims=True)) / tau, axis=1)
+    with np.errstate(over="ignore"):  # as in _soft_max
+        z = (Q - Q.max(axis=1, keepdims=True)) / tau
+    return scipy.special.softmax(z, axis=1)
 
 
 def entropy_ref(pi):
