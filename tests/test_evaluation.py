@@ -339,6 +339,31 @@ def test_gridworld_eliminates_a_checkerboard():
     assert ps._mg.lo[1] == mdp.S // 2
 
 
+@st.composite
+def banded_systems(draw):
+    mdp = draw(ebst.banded_mdps(max_states=240, gamma=(0.5, 0.99)))
+    pi = draw(ebst.policies(mdp))
+    return mdp, pi, np.random.default_rng(draw(ebst.seeds)).uniform(-1, 1, mdp.S)
+
+
+@settings(max_examples=examples(30))
+@given(st.one_of(systems(sparse=True, min_states=6), banded_systems()), st.booleans())
+def test_multigrid_path_meets_its_certificate(system, transpose):
+    """PolicySystem's iterative path (the elimination where it applies, then the multigrid)
+    meets its residual certificate, and its error bound, against a dense solve."""
+    mdp, pi, b = system
+    A = np.eye(mdp.S) - mdp.gamma * ref.policy_matrix_ref(ref.dense_kernel(mdp), pi)
+    A = A.T if transpose else A
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(evaluation, "DENSE_LU_MAX_STATES", 1)
+        mp.setattr(evaluation, "MULTIGRID_COARSE_STATES", 8)
+        x = PolicySystem(mdp, pi).solve(b, transpose=transpose)
+    ord_ = 1 if transpose else np.inf
+    bn = np.linalg.norm(b, ord_)
+    assert np.linalg.norm(b - A @ x, ord_) <= 1e-12 * bn * (1 + 1e-3)
+    assert np.linalg.norm(x - np.linalg.solve(A, b), ord_) <= 1e-12 * bn / (1 - mdp.gamma) * 1.01 + 1e-14 * bn
+
+
 def small_multigrid(mdp, pi, coarse_states=8):
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(evaluation, "MULTIGRID_COARSE_STATES", coarse_states)
