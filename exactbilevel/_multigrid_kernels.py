@@ -3,7 +3,11 @@
 The multigrid of :class:`exactbilevel.evaluation.PolicySystem` solves
 ``A x = b`` and ``A^T y = c`` for ``A = I - gamma M``, M the (S, S) CSR policy
 matrix (nonnegative, row sums <= 1, so A is a row-diagonally dominant
-nonsingular M-matrix).  Kernels assume what the caller checked: C-contiguous
+nonsingular M-matrix).  Where it pays, an independent set of states is first
+eliminated exactly (:func:`independent_states`, :func:`eliminated_system`,
+:func:`reduce_rhs`, :func:`expand_solution` and their transposed twins;
+:class:`exactbilevel.evaluation._Elimination`), and the multigrid solves the
+system left, which has the same form.  Kernels assume what the caller checked: C-contiguous
 arrays of consistent shapes and dtypes, column indices in range.  Plain-numpy
 references live in :mod:`exactbilevel.testing.reference`; the tests compare.
 

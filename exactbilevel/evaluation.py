@@ -361,18 +361,20 @@ class _Multigrid:
     policy there 15 / 12 (13 / 10); a random sparse MDP of 20000 states 5 / 5
     (6 / 6).  On the systems :class:`_Elimination` leaves (as
     :class:`PolicySystem` runs it), in the same order: 15 / 14, 13 / 11, 23 /
-    21, 36 / 31, 15 / 12, and the random MDP keeps all its states.  Measured
-    (scipy's BiCGSTAB on the 1000 x 1000 GridWorld, full system, 17 iterations
-    with this cycle) and not taken: the exact coarse solve of a two-grid method,
-    or a W-cycle, 14 (the coarse levels are not what limits it); scaling the
-    coarse correction by 1.2-2, 15-32 (worse); two or three sweeps on the
-    finest level of the 300 x 300 GridWorld, 13 or 10 iterations instead of 14
-    for two or three times the finest level's work.  Measured and not taken: no pre-sweep on the finest level
-    (V(0, 1) there) saves 11-18% on the 1000 x 1000 GridWorld but doubles the
-    iterations of the 70%-deterministic policy (139 / 119); V(0, 2) there
-    changes the GridWorld times by 0 to -16% and breaks the transpose
-    relation; Gauss-Seidel in two parallel blocks (a flow-aligned split, the
-    blocks coupled Jacobi-style) gives 20 instead of 18 iterations and 10%.
+    21, 36 / 31, 15 / 12, and the random MDP keeps all its states.
+
+    Measured and not taken: no pre-sweep on the finest level (V(0, 1) there)
+    saves 11-18% on the 1000 x 1000 GridWorld but doubles the iterations of
+    the 70%-deterministic policy (139 / 119); V(0, 2) there changes the
+    GridWorld times by 0 to -16% and breaks the transpose relation;
+    Gauss-Seidel in two parallel blocks (a flow-aligned split, the blocks
+    coupled Jacobi-style) gives 20 instead of 18 iterations and 10%.  With
+    scipy's BiCGSTAB on the 1000 x 1000 GridWorld (full system: 17 iterations
+    with this cycle), the exact coarse solve of a two-grid method, or a
+    W-cycle, takes 14 (the coarse levels are not what limits it; on the
+    eliminated system 11 against 12); scaling the coarse correction by 1.2-2,
+    15-32 on the 300 x 300 one (14); two or three sweeps on its finest level,
+    13 or 10, for two or three times that level's work.
     """
 
     #: (pre-sweep reversed, post-sweep reversed) for A and for A^T.
