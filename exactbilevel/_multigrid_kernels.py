@@ -7,9 +7,10 @@ nonsingular M-matrix).  Where it pays, an independent set of states is first
 eliminated exactly (:func:`independent_states`, :func:`eliminated_system`,
 :func:`reduce_rhs`, :func:`expand_solution` and their transposed twins;
 :class:`exactbilevel.evaluation._Elimination`), and the multigrid solves the
-system left, which has the same form.  Kernels assume what the caller checked: C-contiguous
-arrays of consistent shapes and dtypes, column indices in range.  Plain-numpy
-references live in :mod:`exactbilevel.testing.reference`; the tests compare.
+system left, which has the same form.  Kernels assume what the caller
+checked: C-contiguous arrays of consistent shapes and dtypes, column indices
+in range.  Plain-numpy references live in
+:mod:`exactbilevel.testing.reference`; the tests compare.
 
 A level of the hierarchy is built "split": its diagonal ``diag`` and the CSR
 arrays ``(optr, oidx, oval)`` of its off-diagonal part (entries <= 0).  The
@@ -28,8 +29,8 @@ sweeps, and unsigned indices spare them negative-index tests: 5.5-7 ms
 instead of 14 ms for the finest level of the 1000 x 1000 GridWorld.  The
 indices are 32-bit (``pidx`` is uint32), which spares memory traffic: two
 concurrent solves (:meth:`~exactbilevel.evaluation.PolicySystem.solve_many`)
-took 1.04-1.09 s instead of 1.23-1.32 s there.  The
-stack also keeps ``diag`` and ``idiag = 1 / diag``.
+took 1.04-1.09 s instead of 1.23-1.32 s there.  The stack also keeps
+``diag`` and ``idiag = 1 / diag``.
 """
 
 from __future__ import annotations
