@@ -138,6 +138,19 @@ def state_backup(ptr, cols, relative, codes, table, b, gamma, x, out):
 
 
 @njit(cache=True, parallel=True)
+def shift_q(Q, row_sums, delta, tau, TV):
+    """Q[s,a] += delta * row_sums[s,a];  TV[s] = softmax_tau(Q[s, :]).
+
+    With ``delta = gamma c`` this turns Q(V) into Q(V + c) = r + gamma P (V + c)
+    for a constant c, and TV into T_tau(V + c), without reading P."""
+    S, A = Q.shape
+    for s in prange(S):
+        for a in range(A):
+            Q[s, a] += delta * row_sums[s, a]
+        TV[s] = _soft_max_row(Q[s], tau)
+
+
+@njit(cache=True, parallel=True)
 def policy_from_q(Q, tau, pi):
     """pi[s] = softmax(Q[s] / tau) (max-shifted as in :func:`_soft_max_row`,
     terms below ``EXP_SKIP`` set to 0); for tau = 0 the one-hot vector of the

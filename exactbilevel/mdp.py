@@ -98,12 +98,12 @@ class TabularMDP:
         Read-only transition kernel.
     """
 
-    __slots__ = ("_P", "_gamma", "_rho", "_S", "_A", "_csr", "_packed", "_stencil")
+    __slots__ = ("_P", "_gamma", "_rho", "_S", "_A", "_csr", "_packed", "_stencil", "_row_sums")
 
     def __init__(self, P, gamma, rho=None):
         gamma = check_gamma(gamma)
         if sp.issparse(P):
-            P, csr, S, A = self._check_sparse(P)
+            P, csr, S, A, sums = self._check_sparse(P)
         else:
             P = as_float_array("P", P, shape=(None, None, None), nonneg=True).copy()
             S, A, S2 = P.shape
@@ -132,6 +132,9 @@ class TabularMDP:
                     "pass a probability distribution over the S states, or None for uniform"
                 )
         rho.setflags(write=False)
+        sums = sums.reshape(S, A)
+        sums.setflags(write=False)
+        self._row_sums = sums
         self._P, self._gamma, self._rho, self._S, self._A, self._csr = P, gamma, rho, S, A, csr
         self._packed = None if csr is None else _pack(csr, S, A)
         self._stencil = None if csr is None else _stencil(self._packed, S, A)
@@ -184,7 +187,7 @@ class TabularMDP:
             )
         for arr in (P.indptr, P.indices, P.data):
             arr.setflags(write=False)
-        return P, (P.indptr, P.indices, P.data), S, A
+        return P, (P.indptr, P.indices, P.data), S, A, sums
 
     # -- read-only views ------------------------------------------------------
     @property
@@ -215,6 +218,14 @@ class TabularMDP:
     def csr(self):
         """``(indptr, indices, data)`` of the CSR form (read-only, shared with ``P``); None when dense."""
         return self._csr
+
+    @property
+    def row_sums(self):
+        """``sum_s' P(s' | s, a)``, shape (S, A), read-only: each within
+        ``ROW_SUM_TOL`` of 1 (the constructor checks it).  ``Q(V + c) = Q(V) +
+        gamma c row_sums`` holds for a constant c; :func:`exactbilevel.solve`
+        uses it to return Q at a shifted V without another sweep."""
+        return self._row_sums
 
     @property
     def packed(self):

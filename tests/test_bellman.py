@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import exactbilevel as eb
-from exactbilevel import bellman
+from exactbilevel import _kernels, bellman
 from exactbilevel.testing import reference as ref
 from exactbilevel.testing import strategies as ebst
 
@@ -205,6 +205,24 @@ def test_contraction_monotonicity_and_shift(problem, c, seed):
     hi = np.maximum(V, W)
     assert np.all(eb.bellman_operator(mdp, r, hi, tau) >= np.maximum(TV, TW) - 1e-12 * sc)
     np.testing.assert_allclose(eb.bellman_operator(mdp, r, V + c, tau), TV + g * c, rtol=0, atol=1e-12 * sc)
+
+
+@settings(max_examples=examples(40))
+@given(problems(), st.floats(-1e6, 1e6))
+def test_row_sums_and_shifted_q_equal_a_sweep_at_the_shifted_values(problem, c):
+    """``row_sums`` are P's, read-only; ``_kernels.shift_q`` turns the sweep at V
+    into the sweep at V + c (``Q(V + c) = Q(V) + gamma c P 1``) without reading P,
+    as :func:`exactbilevel.solve` uses it: against ``bellman_ref`` at V + c."""
+    mdp, r, V, tau = problem
+    P = ref.dense_kernel(mdp)
+    np.testing.assert_allclose(mdp.row_sums, P.sum(axis=2), rtol=0, atol=4 * EPS * mdp.S)
+    assert not mdp.row_sums.flags.writeable
+    Q, TV = bellman.sweep(mdp, r, V, tau)
+    _kernels.shift_q(Q, mdp.row_sums, mdp.gamma * c, tau, TV)
+    Qr, TVr = ref.bellman_ref(P, r, V + c, mdp.gamma, tau)
+    sc = scale_of(r, np.abs(V) + abs(c), tau, mdp.A)
+    np.testing.assert_allclose(Q, Qr, rtol=0, atol=1e-12 * sc)
+    np.testing.assert_allclose(TV, TVr, rtol=0, atol=1e-12 * sc)
 
 
 # --------------------------------------------------------------------------- policies

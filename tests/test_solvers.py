@@ -342,3 +342,28 @@ def test_result_is_frozen():
 def test_result_Q_is_read_only():
     res = _result()
     assert not res.Q.flags.writeable
+
+
+@pytest.mark.parametrize("tau", [0.0, 0.1])
+@pytest.mark.parametrize("sparse", [False, True])
+def test_rows_off_by_1e_11_and_large_rewards_keep_q_exact(tau, sparse):
+    """Rows of P that sum to 1 only within the model's tolerance (here +-5e-11)
+    with rewards of 1e6: the returned V is the midrange-shifted last iterate and
+    its Q the sweep's shifted by ``gamma c row_sums``.  Taking the row sums as 1
+    would put Q off by ``gamma c 5e-11`` (about 1e-2 here); Q must equal
+    r + gamma P V recomputed in numpy, and V the reference V* within the bound."""
+    rng = np.random.default_rng(7)
+    S, A, g = 12, 3, 0.9
+    P = rng.dirichlet(np.ones(S), size=(S, A))
+    P *= 1.0 + rng.uniform(-5e-11, 5e-11, size=(S, A, 1))
+    mdp = eb.TabularMDP(P, g)
+    mdp = mdp.to_sparse() if sparse else mdp
+    r = rng.uniform(0.0, 1e6, size=(S, A))
+    V_star, err = ref.policy_iteration_ref(P, r, g, tau)
+    for method in METHODS:
+        res = eb.solve(mdp, r, tau=tau, method=method, tol=1e-3)
+        Qr, TVr = ref.bellman_ref(P, r, res.V, g, tau)
+        rounding = 8 * EPS * np.abs(Qr).max()
+        np.testing.assert_allclose(res.Q, Qr, rtol=0, atol=rounding)
+        assert res.residual == pytest.approx(np.abs(TVr - res.V).max(), rel=1e-6, abs=2 * rounding)
+        assert np.abs(res.V - V_star).max() <= res.error_bound + err, method
