@@ -39,7 +39,7 @@ import numpy as np
 from numba import njit, prange
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def independent_states(indptr, indices):
     """A maximal independent set of the coupling graph of the (S, S) CSR matrix
     M (s and t != s coupled when M[s, t] or M[t, s] is stored), greedy in index
@@ -77,7 +77,7 @@ def _accumulate(cidx, cval, where, start, pos, col, v):
     return pos + 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def eliminated_system(indptr, indices, data, gamma, fine):
     """The system left on the kept states once the fine states (an independent
     set, :func:`independent_states`) are eliminated from A = I - gamma M.
@@ -213,7 +213,7 @@ def expand_solution_transposed(indptr, indices, data, gamma, fine, cmap, dF, b, 
             x[s] /= dF[s]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def flow_order(indptr, indices, data):
     """States ordered so that each comes after its most likely successor.
 
@@ -307,7 +307,7 @@ def _split_fill(indptr, indices, data, gamma, order, inv, optr, oidx, oval, diag
         diag[q] = d
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def permuted_split(indptr, indices, data, gamma, order):
     """The matrix A = I - gamma M (M in CSR) with rows and columns permuted by
     ``order`` (new index q is old state order[q]), in split storage: returns
@@ -329,7 +329,7 @@ def permuted_split(indptr, indices, data, gamma, order):
     return counts, oidx, oval, diag
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def pairwise_aggregate(optr, oidx, oval):
     """Pairwise aggregation of the states (Notay's pairwise matching, rows only).
 
@@ -374,7 +374,7 @@ def pairwise_aggregate(optr, oidx, oval):
     return agg, nc
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def galerkin(optr, oidx, oval, diag, agg, nc):
     """Coarse level (cptr, cidx, cval, cdiag) of R A P for the piecewise-constant
     prolongation P[i, agg[i]] = 1 and R = P^T: entry (I, J) sums a_ij over i in
@@ -478,10 +478,11 @@ def _pad_level(optr, oidx, oval, shift, p0, K, slot, optr_o, pidx, pval):
                 q += 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def transpose_split(optr, oidx, oval):
-    """The transpose of a square split CSR (diagonal apart): ``(tptr, tidx, tval)``
-    with the entries of each row in increasing column order (counting sort)."""
+    """The transpose of a square CSR (a split level, its diagonal apart, or
+    P_pi itself): ``(tptr, tidx, tval)`` with the entries of each row in
+    increasing column order (counting sort)."""
     n = optr.shape[0] - 1
     tptr = np.zeros(n + 1, dtype=np.int64)
     for k in range(optr[n]):
@@ -713,7 +714,7 @@ def bicgstab(pidx, pval, orow, optr_o, diag, idiag, base, width, lo, agg, coarse
     return 1, maxiter
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def split_dense(optr, oidx, oval, diag):
     """The split matrix as a dense (n, n) array (for the coarsest level)."""
     n = diag.shape[0]

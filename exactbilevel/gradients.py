@@ -98,8 +98,9 @@ def softmax_policy(theta):
     return np.exp(log_softmax(theta))
 
 
-def check_reward_model(reward, mdp, x):
-    """Validate a reward object at x: returns ``(x, r_x (S, A), R_x (S, A, d))``."""
+def check_reward_model(reward, mdp, x, value=True):
+    """Validate a reward object at x: returns ``(x, r_x (S, A), R_x (S, A, d))``
+    (r_x None without ``value``: callers that reuse a solution at x)."""
     for m in ("value", "jacobian"):
         if not callable(getattr(reward, m, None)):
             raise TypeError(
@@ -109,7 +110,7 @@ def check_reward_model(reward, mdp, x):
     x = as_float_array("x", x)
     if x.ndim != 1 or x.size == 0:
         raise ValueError(f"x must be a non-empty vector, shape (d,), got shape {x.shape}")
-    r = check_reward(mdp, reward.value(x), name="reward.value(x)")
+    r = check_reward(mdp, reward.value(x), name="reward.value(x)") if value else None
     R = as_float_array("reward.jacobian(x)", reward.jacobian(x), shape=(mdp.S, mdp.A, x.size))
     return x, r, R
 
@@ -323,7 +324,7 @@ def hypergradient(mdp, reward, objective, x, tau, *, form="adjoint", solution=No
     """
     check_mdp(mdp)
     check_objective(objective, mdp)
-    x, r, R = check_reward_model(reward, mdp, x)
+    x, r, R = check_reward_model(reward, mdp, x, value=solution is None)
     tau = _check_positive_tau(tau, "a hyper-gradient")
     if form not in HYPERGRADIENT_FORMS:
         raise ValueError(f"form must be one of {HYPERGRADIENT_FORMS}, got {form!r}")

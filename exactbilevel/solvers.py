@@ -223,12 +223,10 @@ def _value_iteration(prob, V, max_iter, count=0, switch=False):
     sweep itself."""
     prev = None
     for i in range(max_iter):
-        if i:
-            V = TV.copy()
         Q, TV = prob.sweep(V)
         count += 1
         bound, V_hat = prob.certify(V, TV)
-        if bound <= prob.tol:
+        if bound <= prob.tol or i == max_iter - 1:
             break
         if switch and prev is not None and count >= 3:
             rate = bound / prev
@@ -236,6 +234,7 @@ def _value_iteration(prob, V, max_iter, count=0, switch=False):
             if needed > AUTO_SWITCH_SWEEPS:
                 return ("switch", V_hat, TV, count, needed)
         prev = bound
+        V = TV.copy()
     return prob.result(V, Q, TV, bound, count, "value_iteration")
 
 

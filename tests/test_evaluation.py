@@ -203,6 +203,47 @@ def test_policy_reward_equals_reference(case):
     np.testing.assert_allclose(b, b_ref, rtol=0, atol=1e-12 * (np.abs(r).max() + tau * np.log(mdp.A) + 1))
 
 
+@st.composite
+def damaged_policies(draw):
+    """Policies with up to three entries replaced by NaN, +-inf, a negative number,
+    -0.0, or a value that moves the row sum by about the tolerance."""
+    mdp = draw(ebst.mdps(max_states=12))
+    pi = draw(ebst.policies(mdp)).copy()
+    for _ in range(draw(st.integers(0, 3))):
+        s, a = draw(st.integers(0, mdp.S - 1)), draw(st.integers(0, mdp.A - 1))
+        pi[s, a] = draw(st.sampled_from([np.nan, np.inf, -np.inf, -1e-300, -0.0, pi[s, a] + 2e-9, pi[s, a] + 5e-10]))
+    return mdp, pi
+
+
+@settings(max_examples=examples(60))
+@given(damaged_policies())
+def test_policy_defects_and_check_policy(case):
+    """The compiled count equals numpy's; check_policy accepts exactly the policies
+    with no defect and otherwise names a row or an entry."""
+    mdp, pi = case
+    n = _kernels.policy_defects(pi, evaluation.POLICY_SUM_TOL)
+    assert n == ref.policy_defects_ref(pi, evaluation.POLICY_SUM_TOL)
+    if n == 0:
+        np.testing.assert_array_equal(evaluation.check_policy(mdp, pi), pi)
+    else:
+        with pytest.raises(ValueError, match=r"pi( has|\[\d+, :\] sums)"):
+            evaluation.check_policy(mdp, pi)
+
+
+@settings(max_examples=examples(40))
+@given(st.integers(1, 300), ebst.seeds, st.data())
+def test_fingerprint_equals_reference_and_sees_every_bit(n, seed, data):
+    """The key of policy_system: the compiled hash equals the numpy formula, and
+    flipping any one bit of any word changes it (a bijection mixes each term)."""
+    bits = np.random.default_rng(seed).integers(0, 2**63, size=n, dtype=np.uint64) * np.uint64(2)
+    h = _kernels.fingerprint(bits)
+    assert h == ref.fingerprint_ref(bits)
+    i, k = data.draw(st.integers(0, n - 1)), data.draw(st.integers(0, 63))
+    flipped = bits.copy()
+    flipped[i] ^= np.uint64(1) << np.uint64(k)
+    assert _kernels.fingerprint(flipped) != h
+
+
 # --------------------------------------------------------------------------- the multigrid preconditioner and its kernels
 
 from exactbilevel import _kernels  # noqa: E402
@@ -521,6 +562,31 @@ def test_solve_many_equals_one_at_a_time(lu):
         assert np.array_equal(x, y)
         ord_ = 1 if t else np.inf
         assert np.linalg.norm(b - (A.T if t else A) @ x, ord_) <= 1e-12 * np.linalg.norm(b, ord_) * 1.001
+
+
+def test_transposed_parts_built_beside_the_setup_equal_the_lazy_ones():
+    """Asked for with a transposed solve coming, P_pi^T and the transposed stack are
+    built in a second thread during the multigrid setup: they equal those built on
+    first use after it, and P_pi^T equals scipy's transpose."""
+    mdp = eb.envs.gridworld(n=20, actions=4, gamma=0.99, sparse=True).mdp
+    pi = np.random.default_rng(2).dirichlet(np.ones(mdp.A), size=mdp.S)
+    eb.bellman_operator(mdp, np.zeros((mdp.S, mdp.A)), np.zeros(mdp.S))  # starts Numba's threading layer
+    if not evaluation._threadsafe_numba():
+        pytest.skip("Numba's threading layer is not thread-safe here: nothing is built beside the setup")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(evaluation, "DENSE_LU_MAX_STATES", 1)
+        mp.setattr(evaluation, "MULTIGRID_COARSE_STATES", 8)
+        beside, lazy = PolicySystem(mdp, pi), PolicySystem(mdp, pi)
+        beside._multigrid(transposed=True)
+        lazy._multigrid()
+    assert len(lazy._mg.sizes) >= 3
+    for a, b in zip(beside._mg._stack(True), lazy._mg._stack(True)):
+        assert np.array_equal(a, b)
+    ptr, idx, val = beside._csr_of(True)
+    for a, b in zip((ptr, idx, val), lazy._csr_of(True)):
+        assert np.array_equal(a, b)
+    M = sp.csr_matrix((beside._csr[2], beside._csr[1], beside._csr[0]), shape=(mdp.S, mdp.S))
+    np.testing.assert_array_equal(sp.csr_matrix((val, idx, ptr), shape=(mdp.S, mdp.S)).toarray(), M.T.toarray())
 
 
 @pytest.mark.parametrize("transpose", [False, True])

@@ -41,6 +41,8 @@ __all__ = [
     "galerkin_ref",
     "gauss_seidel_ref",
     "vcycle_ref",
+    "policy_defects_ref",
+    "fingerprint_ref",
 ]
 
 _LD = np.longdouble
@@ -321,6 +323,25 @@ def actor_critic_steps_ref(P, rho, gamma, reward, cost, kappa, center, lo, hi, s
         gx = gx0 + kappa * (x0 - center) + lam / (1 - gamma) * g / batch
         st["x"][:] = np.clip(x0 - ze * gx, lo, hi)
     return transitions
+
+
+def policy_defects_ref(pi, tol):
+    """The number of rows of pi with a NaN, infinite or negative entry, or whose
+    sum (numpy's) is more than ``tol`` away from 1."""
+    pi = np.asarray(pi, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        broken = ~np.isfinite(pi).all(axis=1) | (pi < 0).any(axis=1) | ~(np.abs(pi.sum(axis=1) - 1.0) <= tol)
+    return int(broken.sum())
+
+
+def fingerprint_ref(bits):
+    """``sum_i mix(bits[i] + i g) mod 2^64`` in numpy's wrapping uint64 arithmetic,
+    with mix the finalizer of splitmix64 and g = 0x9E3779B97F4A7C15 (Steele, Lea
+    and Flood, *Fast splittable pseudorandom number generators*, 2014)."""
+    z = np.asarray(bits, dtype=np.uint64) + np.arange(len(bits), dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return int((z ^ (z >> np.uint64(31))).sum(dtype=np.uint64))
 
 
 def permuted_system_ref(M, gamma, order):
