@@ -21,10 +21,12 @@ policy system and its solves, the Jacobian contraction).  The peer is
 policy.  Both are timed cold: the policy systems that gradients, objectives and
 evaluations share (``evaluation.policy_system``) are cleared before every call,
 so each call builds its policy matrix and factorization or multigrid.  Best
-of k = 3 calls after a warm-up call on a small problem of the same kind
-(compilation excluded): a single cold call at S = 10^6 varies by up to 60 %
-on the 2-core VM of the README.  Ratios = hyper-gradient time / evaluation
-time.
+of k = 3 rounds that call the evaluation and the hyper-gradient in turn (so
+both see the same state of the machine), after a warm-up call on a small
+problem of the same kind (compilation excluded): a single cold call at S =
+10^6 varies by up to 60 % on the 2-core VM of the README, and whole runs by
+20-40 % (after bench_solvers, best of 3 of the grid hyper-gradient took 2.2,
+2.7 and 2.9 s).  Ratios = hyper-gradient time / evaluation time.
 """
 
 from __future__ import annotations
@@ -51,14 +53,17 @@ SIZES = {
 GAMMA, TAU, TOL = 0.99, 0.1, 1e-8
 
 
-def best_of(fn, k):
-    """Best of k cold calls: the shared policy systems are cleared before each."""
-    best = np.inf
+def best_of(fns, k):
+    """Best time of each of ``fns`` over k rounds that call them in turn, each call
+    cold (the shared policy systems are cleared before it): the hyper-gradient and
+    the evaluation it is divided by see the same state of the machine."""
+    best = [np.inf] * len(fns)
     for _ in range(k):
-        clear_policy_systems()
-        t0 = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t0)
+        for i, fn in enumerate(fns):
+            clear_policy_systems()
+            t0 = time.perf_counter()
+            fn()
+            best[i] = min(best[i], time.perf_counter() - t0)
     return best
 
 
@@ -86,11 +91,10 @@ def measure(problem, k, forms):
     t0 = time.perf_counter()
     sol = eb.solve(mdp, r, TAU, tol=TOL)
     t_solve = time.perf_counter() - t0
-    out = {"S": mdp.S, "d": x.size, "solve": t_solve,
-           "evaluate": best_of(lambda: eb.evaluate(mdp, r, sol.pi, TAU), k)}
-    for form in forms:
-        out[form] = best_of(lambda: eb.hypergradient(mdp, reward, obj, x, TAU, form=form, solution=sol), k)
-    return out
+    fns = [lambda: eb.evaluate(mdp, r, sol.pi, TAU)]
+    fns += [lambda form=form: eb.hypergradient(mdp, reward, obj, x, TAU, form=form, solution=sol) for form in forms]
+    times = best_of(fns, k)
+    return {"S": mdp.S, "d": x.size, "solve": t_solve, **dict(zip(("evaluate", *forms), times))}
 
 
 def main(argv=None):

@@ -30,7 +30,8 @@ On the 1000 x 1000 GridWorld (S = 10^6, gamma = 0.99) the soft-optimal policy
 (each two V-cycles of 16-22 ms and two matvecs of 2 ms) after a 0.4 s setup
 (P_pi from the stencil form, the elimination, flow order, hierarchy), 1.0-1.3 s
 cold on 2 cores; its occupancy then takes 14 iterations after 0.1 s for the
-transposed levels.  Without the elimination: 19 and 18 iterations on all
+transposed levels (hidden in the setup when the occupancy is asked for first,
+or together with a forward solve).  Without the elimination: 19 and 18 iterations on all
 10^6 states, V-cycles of 25-30 ms, 1.9-2.3 s cold (scipy's BiCGSTAB on a
 Python V-cycle and a hierarchy per direction took 23 and 33 iterations, 4 s
 and 9 s; GMRES(50) with one Gauss-Seidel sweep, 100-200+ iterations and 36 s).
@@ -365,8 +366,10 @@ class _Multigrid:
     padded rows (a fixed number of slots per row and level, the few rows much
     longer than the rest continued in overflow,
     :func:`~exactbilevel._multigrid_kernels.padded_stack`); the transposed
-    system uses the transposed stack (built on first use by
-    :func:`~exactbilevel._multigrid_kernels.transpose_split`), on which the
+    system uses the transposed stack (by
+    :func:`~exactbilevel._multigrid_kernels.transpose_split`: on first use, or
+    in a second thread during the setup when a transposed solve is known to
+    come, see :meth:`PolicySystem._multigrid`), on which the
     same cycle is the exact transpose of the cycle on A, so both systems see
     the same preconditioned spectrum.
 
