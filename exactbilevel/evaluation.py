@@ -149,14 +149,11 @@ class PolicySystem:
 
     def backup(self, b, x, sweeps):
         """``sweeps`` applications of ``x <- b + gamma P_pi x`` (each a
-        gamma-contraction towards the solution): the partial evaluation of
-        modified policy iteration."""
+        gamma-contraction towards the solution) for a sparse MDP: the partial
+        evaluation of modified policy iteration (dense MDPs: ``_kernels.dense_backups``)."""
         out = np.empty_like(x)
         for _ in range(sweeps):
-            if self.mdp.is_sparse:
-                _kernels.csr_backup(*self._csr, b, self.gamma, x, out)
-            else:
-                np.add(b, self.gamma * (self._dense @ x), out=out)
+            _kernels.csr_backup(*self._csr, b, self.gamma, x, out)
             x, out = out, x
         return x
 

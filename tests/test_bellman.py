@@ -225,6 +225,48 @@ def test_row_sums_and_shifted_q_equal_a_sweep_at_the_shifted_values(problem, c):
     np.testing.assert_allclose(TV, TVr, rtol=0, atol=1e-12 * sc)
 
 
+@settings(max_examples=examples(40))
+@given(problems(max_states=12))
+def test_fused_dense_sweep_equals_its_parts(problem):
+    """``_kernels.sweep_dense_policy`` (modified policy iteration's sweep on dense MDPs):
+    Q and TV as ``bellman_ref``, pi the greedy policy of that Q (``policy_ref``), M its
+    policy matrix (``policy_matrix_ref``), b its rewards with the entropy term."""
+    mdp, r, V, tau = problem
+    P = ref.dense_kernel(mdp)
+    S, A = r.shape
+    Q, TV, pi, M, b = np.empty((S, A)), np.empty(S), np.empty((S, A)), np.empty((S, S)), np.empty(S)
+    _kernels.sweep_dense_policy(P, r, V, mdp.gamma, tau, Q, TV, pi, M, b)
+    Qr, TVr = ref.bellman_ref(P, r, V, mdp.gamma, tau)
+    sc = scale_of(r, V, tau, A)
+    np.testing.assert_allclose(Q, Qr, rtol=0, atol=1e-12 * sc)
+    np.testing.assert_allclose(TV, TVr, rtol=0, atol=1e-12 * sc)
+    np.testing.assert_allclose(pi, ref.policy_ref(Q, tau), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(M, ref.policy_matrix_ref(P, pi), rtol=0, atol=1e-14)
+    np.testing.assert_allclose(b, (pi * r).sum(axis=1) + tau * ref.entropy_ref(pi), rtol=0,
+                               atol=1e-12 * (np.abs(r).max() + tau * math.log(A) + 1))
+
+
+@settings(max_examples=examples(30))
+@given(ebst.mdps(max_states=12, sparse=False), ebst.seeds, st.integers(1, 30))
+def test_dense_backups_equal_numpy_backups(mdp, seed, count):
+    """``_kernels.dense_backups``: with ``stop = 0`` all ``count`` backups
+    ``x <- b + gamma M x`` (as numpy's, to rounding); with an infinite ``stop``, one."""
+    rng = np.random.default_rng(seed)
+    S = mdp.S
+    M = ref.policy_matrix_ref(ref.dense_kernel(mdp), rng.dirichlet(np.ones(mdp.A), size=S))
+    b, x0 = rng.uniform(-1, 1, S), rng.uniform(-10, 10, S)
+    out, done = _kernels.dense_backups(M, b, mdp.gamma, x0.copy(), np.empty(S), count, 0.0)
+    x = x0.copy()
+    for _ in range(done):
+        x, last = b + mdp.gamma * M @ x, x
+    np.testing.assert_allclose(out, x, rtol=0, atol=1e-12 * 20)
+    # it stops early only after a change of span 0 (always, for one state)
+    assert done == count or S == 1 or np.ptp(x - last) <= 1e-12 * 20
+    one, done = _kernels.dense_backups(M, b, mdp.gamma, x0.copy(), np.empty(S), count, np.inf)
+    assert done == 1
+    np.testing.assert_allclose(one, b + mdp.gamma * M @ x0, rtol=0, atol=1e-12 * 20)
+
+
 # --------------------------------------------------------------------------- policies
 
 

@@ -319,6 +319,31 @@ def test_auto_on_large_sparse_mdps(gamma, tau, expected):
     assert np.abs(res.V - exact.V).max() <= res.error_bound + exact.error_bound
 
 
+@pytest.mark.parametrize("tau", [0.0, 0.1])
+@pytest.mark.parametrize("kind, expected", [
+    ("random", "auto:modified_policy_iteration"),  # fast mixing: a few sweeps, early-stopped backups
+    ("grid", "auto:policy_iteration"),  # slow evaluations: the first step's backups all run, LU takes over
+])
+def test_auto_on_dense_mdps(kind, expected, tau):
+    """On dense MDPs "auto" starts with modified policy iteration (sweeps that build P_pi,
+    backups that stop early) and leaves it for policy iteration where the backups do not
+    converge within AUTO_MPI_BACKUPS; the answer is within its bound of the reference V*."""
+    if kind == "random":
+        mdp = eb.envs.random_mdp(60, 4, gamma=0.99, seed=3)
+        r = np.random.default_rng(3).uniform(size=(60, 4))
+    else:
+        grid = eb.envs.gridworld(n=8, actions=4, slip=0.1, gamma=0.99, sparse=False)
+        mdp = grid.mdp
+        r = eb.GaussianGoalReward(grid.coords, mdp.A, sigma=1.0).value(np.array([5.3, 2.6]))
+    V_star, err = ref.policy_iteration_ref(ref.dense_kernel(mdp), r, mdp.gamma, tau)
+    res = eb.solve(mdp, r, tau=tau, tol=1e-8)
+    assert res.method == expected
+    assert res.converged and res.error_bound <= 1e-8
+    assert np.abs(res.V - V_star).max() <= res.error_bound + err
+    if kind == "random":
+        assert res.iterations <= 5  # sweeps; value iteration needs 11-12 here
+
+
 def _result():
     mdp = eb.envs.random_mdp(6, 3, gamma=0.9, seed=4)
     r = np.random.default_rng(4).uniform(size=(6, 3))
