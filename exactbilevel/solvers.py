@@ -19,10 +19,10 @@ Q is the sweep's, shifted: ``Q(V + c) = Q(V) + gamma c P 1``, with the row sums
 ``P 1`` the model kept (:attr:`TabularMDP.row_sums`), so no further sweep is
 needed; from it come pi and ``residual = |T V_ret - V_ret|_inf`` (equal to
 ``span(d) / 2`` up to rounding), and ``|V_ret - V*| <= residual / (1 - gamma)``
-is a second valid bound.  (The bound of ``TV + gamma/(1-gamma) mid(d)`` is 1/gamma
-tighter, but its Q would cost a second sweep: value iteration on the dense
-benchmark MDP takes 8 sweeps that way, 7 this way.)  The returned ``error_bound`` is the smaller of the two,
-plus a float64 rounding allowance
+is a second valid bound.  (The bound of ``TV + gamma/(1-gamma) mid(d)`` is
+1/gamma tighter, but its Q would cost a second sweep: value iteration on the
+dense benchmark MDP takes 8 sweeps that way, 7 this way.)  The returned
+``error_bound`` is the smaller of the two, plus a float64 rounding allowance
 ``8 eps (|r|_inf + |V|_inf + tau log A) / (1 - gamma)`` (a model of the rounding
 of one sweep, propagated through the contraction; not an interval-arithmetic
 guarantee).  A result is returned only when ``error_bound <= tol``; otherwise
@@ -73,18 +73,18 @@ Methods
     certify 1e-8 in 35-42 ms, where value iteration takes 7 sweeps and 46-66
     ms; on dense GridWorlds the first step hands over to policy iteration, in
     the time of the former value-iteration start (0.4 ms at S = 100, 40-50 ms
-    at S = 400).  On sparse MDPs,
-    value iteration while its observed span contraction predicts
-    fewer than ``AUTO_SWITCH_SWEEPS`` further sweeps, then policy iteration
-    warm-started from the current V when S <= ``DENSE_LU_MAX_STATES``
-    (policy evaluations by sparse LU), or when tau > 0 and the contraction
-    predicts more than ``AUTO_NEWTON_SWEEPS`` sweeps (on the 1000 x 1000
-    GridWorld at gamma = 0.999, tau = 0.1: 18 Newton steps with multigrid
-    evaluations, 13 s); else modified policy iteration (at gamma = 0.99
-    there it certifies 1e-8 in 7 s, policy iteration in 12.6 s;
+    at S = 400).  On sparse MDPs, value iteration while its observed span
+    contraction predicts fewer than ``AUTO_SWITCH_SWEEPS`` further sweeps,
+    then policy iteration warm-started from the current V when S <=
+    ``DENSE_LU_MAX_STATES`` (policy evaluations by sparse LU), or when tau > 0
+    and the contraction predicts more than ``AUTO_NEWTON_SWEEPS`` sweeps (on
+    the 1000 x 1000 GridWorld at gamma = 0.999, tau = 0.1: 18 Newton steps
+    with multigrid evaluations, 13 s); else modified policy iteration (at
+    gamma = 0.99 there it certifies 1e-8 in 7 s, policy iteration in 12.6 s;
     hard policy iteration meets deterministic policies whose evaluations at
     gamma near 1 need hundreds of Krylov iterations, and is never chosen for
-    large sparse MDPs).  Fast-mixing MDPs finish in a few value-iteration sweeps.
+    large sparse MDPs).  Fast-mixing sparse MDPs finish in a few
+    value-iteration sweeps.
 
 Every method accepts a warm start ``V0`` (later issues solve thousands of
 nearby problems).
@@ -289,10 +289,11 @@ def _policy_iteration(prob, V, max_iter, count=0, method="policy_iteration", bac
     matrix (each about 1/A of a sweep).  On dense MDPs the sweep also builds
     that matrix (:meth:`_Problem.sweep_policy`) and the backups stop early once
     they change V by less than the certificate needs (:meth:`_Problem.backups`).
-    With ``switch`` (dense MDPs), returns ("switch", V, count) when the
-    observed contraction of the bound per step predicts more than
-    ``AUTO_SWITCH_STEPS`` further steps, or when a step's backups end without
-    meeting their stop (slow evaluations: LU ones pay), V the best iterate."""
+    With ``switch`` (dense MDPs), returns ("switch", V_hat, count), V_hat the
+    midrange-corrected value of the last sweep, when the observed contraction
+    of the bound per step predicts more than ``AUTO_SWITCH_STEPS`` further
+    steps, or when a step's backups end without meeting their stop (slow
+    evaluations: LU ones pay)."""
     gamma = prob.gamma
     refill = None
     mdp = prob.mdp
