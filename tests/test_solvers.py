@@ -53,7 +53,8 @@ def test_reference_policy_and_value_iteration_agree(problem):
     V_pi, err = ref.policy_iteration_ref(P, r, mdp.gamma, tau)
     V_vi = ref.value_iteration_ref(P, r, mdp.gamma, tau, tol=1e-11 * sc)
     assert err <= 1e-12 * sc
-    np.testing.assert_allclose(V_pi, V_vi, rtol=0, atol=1e-11 * sc + err)
+    # value iteration's bound is tight (one state: equal), so allow its last rounding
+    np.testing.assert_allclose(V_pi, V_vi, rtol=0, atol=1e-11 * sc + err + 8 * EPS * np.abs(V_pi).max())
 
 
 # --------------------------------------------------------------------------- every method, against the reference
