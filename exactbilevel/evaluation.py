@@ -30,9 +30,9 @@ On the 1000 x 1000 GridWorld (S = 10^6, gamma = 0.99) the soft-optimal policy
 (each two V-cycles of 16-22 ms and two matvecs of 2 ms) after a 0.4 s setup
 (P_pi from the stencil form, the elimination, flow order, hierarchy), 1.0-1.3 s
 cold on 2 cores; its occupancy then takes 14 iterations after 0.1 s for the
-transposed levels (hidden in the setup when the occupancy is asked for first,
-or together with a forward solve).  Without the elimination: 19 and 18 iterations on all
-10^6 states, V-cycles of 25-30 ms, 1.9-2.3 s cold (scipy's BiCGSTAB on a
+transposed levels (hidden in the setup when the occupancy is asked for
+first, or together with a forward solve).  Without the elimination: 19 and 18
+iterations on all 10^6 states, V-cycles of 25-30 ms, 1.9-2.3 s cold (scipy's BiCGSTAB on a
 Python V-cycle and a hierarchy per direction took 23 and 33 iterations, 4 s
 and 9 s; GMRES(50) with one Gauss-Seidel sweep, 100-200+ iterations and 36 s).
 :meth:`PolicySystem.solve_many` runs independent solves concurrently.
@@ -451,7 +451,8 @@ class _Multigrid:
             if self._padded_T is not None:
                 self._padded[True] = self._padded_T.result()
             else:
-                self._padded[True] = _mg.padded_stack([_mg.transpose_split(*lv[:3]) for lv in self._levels], self.lo)
+                levels_T = [_mg.transpose_split(*lv[:3]) for lv in self._levels]
+                self._padded[True] = _mg.padded_stack(levels_T, self.lo)
             self._coarse_inv_T = np.ascontiguousarray(self.coarse_inv.T)
             self._levels = self._padded_T = None
         pidx, pval, orow, optr_o, base, width = self._padded[transpose]
