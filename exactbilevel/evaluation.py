@@ -433,7 +433,7 @@ class _Multigrid:
         self.idiag = 1.0 / self.diag
         self.agg = np.concatenate([a + lo[i + 1] for i, a in enumerate(aggs)] + [np.zeros(0, np.int64)])
         self.coarse_inv = np.linalg.inv(coarse) if coarse is not None else np.zeros((0, 0))
-        self._levels = levels  # kept until the transposed stack is built
+        self._levels = levels if pool is None else None  # kept until the transposed stack is built here
         self._padded_T = None  # the worker pads the transposed levels it made, in order
         if pool is not None:
             self._padded_T = pool.submit(lambda: _mg.padded_stack([f.result() for f in transposed], lo))
