@@ -247,6 +247,25 @@ def test_fused_dense_sweep_equals_its_parts(problem):
 
 
 @settings(max_examples=examples(30))
+@given(problems(min_actions=7, max_actions=20, max_states=12, sparse=False))
+def test_dense_sweeps_with_many_actions(problem):
+    """The dense kernels read the A rows of a state eight at a time and the rest one at a
+    time (``_kernels._rows_dot``): A from 7 to 20 takes both paths and their mixes."""
+    mdp, r, V, tau = problem
+    P = ref.dense_kernel(mdp)
+    S, A = r.shape
+    Qr, TVr = ref.bellman_ref(P, r, V, mdp.gamma, tau)
+    sc = scale_of(r, V, tau, A)
+    Q, TV = bellman.sweep(mdp, r, V, tau)
+    np.testing.assert_allclose(Q, Qr, rtol=0, atol=1e-12 * sc)
+    np.testing.assert_allclose(TV, TVr, rtol=0, atol=1e-12 * sc)
+    Q, TV, pi, M, b = np.empty((S, A)), np.empty(S), np.empty((S, A)), np.empty((S, S)), np.empty(S)
+    _kernels.sweep_dense_policy(P, r, V, mdp.gamma, tau, Q, TV, pi, M, b)
+    np.testing.assert_allclose(Q, Qr, rtol=0, atol=1e-12 * sc)
+    np.testing.assert_allclose(TV, TVr, rtol=0, atol=1e-12 * sc)
+
+
+@settings(max_examples=examples(30))
 @given(ebst.mdps(max_states=12, sparse=False), ebst.seeds, st.integers(1, 30))
 def test_dense_backups_equal_numpy_backups(mdp, seed, count):
     """``_kernels.dense_backups``: with ``stop = 0`` all ``count`` backups
