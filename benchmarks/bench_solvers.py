@@ -19,10 +19,16 @@ at S = 10^6 (grid solves) are timed once (k = 1); their warm-up is the same
 call on a small problem of the same kind (same dtypes, same code paths: S >
 3000, so policy systems take the Krylov path, not dense LU).  The policy
 evaluation there (about 1.2 s) is timed cold, best of k = 3: a single cold call
-varied from 1.1 to 2.1 s on the 2-core VM of the README.  Measurements are
-not interleaved: the thread pools of OpenBLAS and of Numba (OpenMP) keep
-spinning after a call, and calling the two in alternation slowed both dense
-sweeps by 40 % (11.4 and 10.4 ms against 7.3 and 7.1 ms alone).
+varied from 1.1 to 2.1 s on the 2-core VM of the README.  A row whose two
+sides are both cheap calls (the sweeps) is measured in PAIRED_ROUNDS rounds,
+each the best of k calls of one side, then of the other (which side first
+alternates), with a pause of PAUSE_S before each; the row reports the median
+of the rounds' ratios.  A ratio within one round sees both sides at the same
+memory bandwidth, which drifted by 60 % over a day on that VM.  The pause
+matters: the thread pools of OpenBLAS and of Numba (OpenMP) keep spinning
+after a call, and calling the two in direct alternation slowed both dense
+sweeps by 40 % (11.4 and 10.4 ms against 7.3 and 7.1 ms alone); after a pause
+of 0.3 s each runs as fast as alone.
 Both solvers start from V = 0 (QuantEcon's default start is min R / (1 - beta),
 0 here).  Peers run in this process.  Sweeps are timed at the hard optimal V*.
 
@@ -78,6 +84,10 @@ SIZES = {
 #: Run time after which "big" measurements are stopped (">") or not started ("skip").
 BUDGET_S = {"full": 540.0, "quick": 120.0}
 A_DENSE, A_GRID, SLIP, GAMMA, TOL, TAU = 8, 4, 0.1, 0.99, 1e-8, 0.1
+#: Cheap rows (both sides a fast call): rounds of (pause, best of k of one side, pause,
+#: best of k of the other), the side first alternating; the pause lets the thread pool of
+#: the side just timed stop spinning (a thread pool spins for a while after a call).
+PAIRED_ROUNDS, PAUSE_S = 5, 0.3
 # QuantEcon's modified policy iteration stops when span(Tv - v) < eps (1 - beta) / beta and
 # returns the midrange-corrected v, so |v - v*| <= beta / (1 - beta) * span / 2 < eps / 2:
 # the McQueen-Porteus bound our solver certifies.  eps = 2 * TOL is therefore the same
@@ -215,6 +225,25 @@ class Bench:
             self.log[name] = dict(seconds=t, complete=done, k=k,
                                   warmup="small problem" if cls == "big" else "same call")
         return self.memo[name]
+
+    def paired(self, ours, peer):
+        """(ours [s], peer [s], ratios) of two cheap measurements taken in turn:
+        PAIRED_ROUNDS rounds of best of k calls of each side (after a warm-up call
+        and a pause), the side first alternating between rounds: the rounds'
+        ratios, and the medians of each side's bests.  The row takes the median
+        ratio: the machine's memory bandwidth drifts by tens of percent within
+        minutes, and a ratio taken within a round sees both sides at the same
+        bandwidth."""
+        fns, k = {name: MEASURES[name][0](self) for name in (ours, peer)}, self.cfg["k_cheap"]
+        best = {ours: [], peer: []}
+        for i in range(PAIRED_ROUNDS):
+            for name in ((peer, ours) if i % 2 == 0 else (ours, peer)):
+                time.sleep(PAUSE_S)
+                best[name].append(best_of(fns[name], k)[0])
+        ratios = np.divide(best[ours], best[peer])
+        self.log[f"{ours} / {peer}"] = dict(rounds=PAIRED_ROUNDS, k=k, pause_s=PAUSE_S, ours_s=best[ours],
+                                            peer_s=best[peer], ratios=ratios.tolist())
+        return float(np.median(best[ours])), float(np.median(best[peer])), ratios
 
     def result(self, name):
         """The measurement's result; None when it timed out or was skipped."""
@@ -440,11 +469,16 @@ def run_row(b, title, ours, peer, target):
                measured="ratio ours/peer" if peer else "seconds",
                ours_s=None, peer_s=None, ours_complete=None, peer_complete=None, ratio=None, bound="")
     try:
-        t_ours, _, done_ours = b.get(ours)
-        t_peer, _, done_peer = b.get(peer) if peer else (None, None, True)
+        if peer and MEASURES[ours][1] == MEASURES[peer][1] == "cheap":
+            t_ours, t_peer, ratios = b.paired(ours, peer)
+            value, done_ours, done_peer = float(np.median(ratios)), True, True
+            rounds = f"median of {len(ratios)} rounds, {ratios.min():.3f}-{ratios.max():.3f}"
+        else:
+            t_ours, _, done_ours = b.get(ours)
+            t_peer, _, done_peer = b.get(peer) if peer else (None, None, True)
+            value, rounds = t_ours / t_peer if peer else t_ours, ""
     except Skip as skipped:
         return {**row, "result": "skip", "note": "; ".join(filter(None, (str(skipped), note(b, ours))))}
-    value = t_ours / t_peer if peer else t_ours
     bound = "" if done_ours == done_peer else (">" if done_peer else "<")
     row.update(ours_s=t_ours, peer_s=t_peer, ours_complete=done_ours, peer_complete=done_peer,
                ratio=value if peer and (done_ours or done_peer) else None, bound=bound)
@@ -456,7 +490,7 @@ def run_row(b, title, ours, peer, target):
         ok = target.ok(value)
         decided = (done_ours and done_peer) or (bound == ">" and not ok) or (bound == "<" and ok)
         row["result"] = ("PASS" if ok else "FAIL") if decided else "open"
-    notes = [note(b, ours)] + ([f"peer: {note(b, peer)}"] if peer and peer.startswith("qe_mpi") else [])
+    notes = [rounds, note(b, ours)] + ([f"peer: {note(b, peer)}"] if peer and peer.startswith("qe_mpi") else [])
     row["note"] = "; ".join(filter(None, notes))
     return row
 
