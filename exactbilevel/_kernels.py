@@ -49,11 +49,11 @@ def sweep_dense(P, r, V, gamma, tau, Q, TV):
     product, ``S eps sum_s' P |V|``, holds in any order), which makes the sweep
     memory-bound (9 ms for S = 2000, A = 8 in a fixed order, also with 8
     explicit accumulators).  The rows are read eight at a time
-    (:func:`_rows_dot`): 5-8 ms, 2-12 % faster than numpy's BLAS ``P @ V``, where
-    one row at a time was 0-10 % slower.  The summation order follows the
-    machine's SIMD width, so the last bits (and with them the first argmax among
-    exactly tied actions) may differ between machines, as with BLAS; on one
-    machine they are fixed."""
+    (:func:`_rows_dot`): 5-8 ms, 0.95-0.99 times numpy's BLAS ``P @ V`` (medians
+    of paired rounds), where one row at a time took 0.99-1.11 times it.  The
+    summation order follows the machine's SIMD width, so the last bits (and
+    with them the first argmax among exactly tied actions) may differ between
+    machines, as with BLAS; on one machine they are fixed."""
     S, A = r.shape
     for s in prange(S):
         _dense_q_row(P[s], r[s], V, gamma, Q[s])
