@@ -240,11 +240,32 @@ def _check_metrics(metrics, names):
     return dict(metrics)
 
 
+def _metric_value(name, fn, state, shapes):
+    """A copy of ``fn(state)`` as float64 (the loop updates the state in place, so a view
+    would log a later iterate), of the shape it had at the first logging point."""
+    raw = fn(state)
+    try:
+        value = np.array(raw, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"metrics[{name!r}] must return a number or a numeric array, got "
+                        f"{type(raw).__name__}") from None
+    if value.dtype != np.float64 or value.size == 0 and value.ndim == 0:
+        raise TypeError(f"metrics[{name!r}] must return a number or a numeric array, got {type(raw).__name__}")
+    if shapes.setdefault(name, value.shape) != value.shape:
+        raise ValueError(f"metrics[{name!r}] returned shape {value.shape} at k = {state.k}, but "
+                         f"{shapes[name]} at the first logging point; a metric's shape must be fixed")
+    return value
+
+
 def run(problem, config, seed=0, method="actor_critic", checkpoint=None, metrics=None):
     """Run ``method`` on ``problem`` with ``config``; returns a :class:`~exactbilevel.trace.Trace`.
 
     ``seed``: an int or a ``numpy.random.Generator``; the same seed gives the same trace
     (bit for bit, apart from the ``time`` column).
+
+    ``config``: schedules left at None are derived from the problem's scales first
+    (:meth:`~exactbilevel.ActorCriticConfig.resolve`); ``meta["config"]`` records the
+    configuration as given and ``meta["resolved"]`` the numbers the run used.
 
     ``checkpoint``: a path (for the sampled methods with an int seed).  The run's state,
     random generator, logged rows and the diagnostics' warm starts are written there
@@ -263,9 +284,15 @@ def run(problem, config, seed=0, method="actor_critic", checkpoint=None, metrics
         raise TypeError(f"config must be an eb.ActorCriticConfig, got {type(config).__name__}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method not in ("hypergradient", "nested_penalty"):
+        compiled_model(problem)  # a model the compiled loop cannot run is refused before anything else
+    asked = config
+    resolution = config.resolve(problem, method)
+    config = resolution.config
     names = ["k", "samples", "x", "tau", "lam", "time"] + (list(QUANTITIES) if config.diagnostics else [])
     metrics = _check_metrics(metrics, names)
     rows = TraceBuilder(names + list(metrics))
+    shapes = {}  # of each metric, fixed by the first logging point
     diag = Diagnostics(problem, batch=config.batch) if config.diagnostics else None
     t0 = time.perf_counter()
     sampled = method in ("actor_critic", "partial_sgd")
@@ -301,7 +328,7 @@ def run(problem, config, seed=0, method="actor_critic", checkpoint=None, metrics
         v = config.schedule_values(np.array([state.k]))
         row = dict(k=state.k, samples=state.samples, x=np.array(state.x), tau=float(v["tau"][0]),
                    lam=float(v["lam"][0]))
-        row.update({name: np.asarray(fn(state), dtype=np.float64) for name, fn in metrics.items()})
+        row.update({name: _metric_value(name, fn, state, shapes) for name, fn in metrics.items()})
         if pool is not None:
             pending.append(pool.submit(diagnose, state.copy(), row))
         else:
@@ -326,7 +353,8 @@ def run(problem, config, seed=0, method="actor_critic", checkpoint=None, metrics
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-    meta = run_metadata(dict(config.as_dict(), method=method), seed if not isinstance(seed, np.random.Generator) else None)
+    meta = run_metadata(dict(asked.as_dict(), method=method), seed if not isinstance(seed, np.random.Generator) else None)
+    meta["resolved"] = resolution.as_dict()
     trace = rows.build(meta)
     if checkpoint is not None:
         checkpoint.unlink(missing_ok=True)

@@ -240,10 +240,8 @@ class TraceBuilder:
             missing, extra = set(self._names) - set(row), set(row) - set(self._names)
             raise ValueError(f"row must give exactly the names {self._names}; missing {sorted(missing)}, "
                              f"unexpected {sorted(extra)}")
-        values = {name: _column(name, np.atleast_1d(row[name])) for name in self._names}
-        if any(np.ndim(row[n]) > 1 for n in self._names):
-            raise ValueError(f"row values must be scalars or 1-D arrays, got shapes {[np.shape(row[n]) for n in self._names]}")
-        values = {n: v if np.ndim(row[n]) == 1 else v[0] for n, v in values.items()}
+        values = {name: np.array(_column(name, np.atleast_1d(row[name]))) for name in self._names}  # copies
+        values = {n: v if np.ndim(row[n]) >= 1 else v[0] for n, v in values.items()}
         shapes = {name: np.shape(v) for name, v in values.items()}
         if self._shapes is not None and shapes != self._shapes:
             bad = [n for n in self._names if shapes[n] != self._shapes[n]]

@@ -168,7 +168,7 @@ def test_builder_matches_direct_construction():
         b.add(k=5, x=np.zeros(2))
     with pytest.raises(ValueError, match="shape"):
         b.add(k=5, x=np.zeros(3), residual_phi=0.0)
-    with pytest.raises(ValueError, match="1-D"):
+    with pytest.raises(ValueError, match=r"changes the shape of \['x'\]"):
         b.add(k=5, x=np.zeros((2, 1)), residual_phi=0.0)
     assert len(b) == 5  # rejected rows are not recorded
 
