@@ -26,8 +26,11 @@ choosing between a successor with one optimal action and one with two, both
 absorbing, gives ``1 : 2^(gamma / (1 - gamma))``).  ``rule="uniform"`` returns
 the uniform distribution over O(s) instead (the spec's description, exact when
 the downstream entropies agree, e.g. whenever every action of every state is
-tied, or gamma = 0).  Both depend on x only through O, so Phi_0 is constant in
-pi where the optimal sets do not change.
+tied, or gamma = 0).  Both depend on x only through O: where the optimal sets
+do not change, pi*_0 is constant.  Near-ties with a true gap of at most
+``tie_tol`` count as ties: the result is then the limit for the problem with
+those gaps closed, which pi*_tau follows for tau well above the gap (and
+leaves only for tau below it).
 
 V1 is computed by :func:`~exactbilevel.solve` at tau = 1 with reward 0 on O and
 ``-M`` off it, ``M = 50 + gamma log A / (1 - gamma)``: since ``0 <= V1 <= log A /
@@ -41,9 +44,9 @@ certified ``error_bound``), so each computed ``Q = r + gamma P V`` is within
 
     tie_tol = 4 error_bound + 16 eps |r|_inf / (1 - gamma)^2
 
-(eps the float64 machine epsilon; the second term is twice the solver's
-float64 floor for this reward) detects every exact tie and no gap larger than
-about twice that; gaps in between count as ties.
+(eps the float64 machine epsilon; the second term is of the order of the
+solver's float64 floor for this reward, the rounding of V) detects every exact
+tie, and no true gap larger than ``2 tie_tol`` is taken for a tie.
 """
 
 from __future__ import annotations
