@@ -50,7 +50,7 @@ COLUMNS = {
     "grad_phi_norm2": "stationarity |grad Phi_tau(x)|^2 (exact hyper-gradient)",
     "grad_ell_norm2": "stationarity |grad ell_{lam,tau}(x)|^2 (penalized policy solved exactly)",
     "kkt_residual": "penalty-KKT residual at tau = 0: max(|projected grad_x L|, |grad_theta L|, p_0)",
-    "phi0": "objective Phi_0(x) = f(x, pi*_0(x))",
+    "phi0": "objective Phi_0(x) = f(x, pi*_0(x)), pi*_0 the tau -> 0 limit of pi*_tau (eb.limit_policy), not a first argmax",
     "phi_tau": "objective Phi_tau(x) = f(x, pi*_tau(x))",
     "penalty_bias": "penalty bias |grad ell_{lam,tau}(x) - grad Phi_tau(x)| (part of E[ghat] - grad Phi_tau)",
     "residual_bias": "lower-level residual bias |E[ghat] - grad ell_{lam,tau}(x)| at exact critics",
