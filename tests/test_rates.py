@@ -311,3 +311,19 @@ def test_bad_k_floor_and_the_old_bootstrap_arguments():
     with pytest.warns(FutureWarning, match="n_boot and seed have no effect"):
         old = fit_rate(K, np.ones((2, 40)) * K**-1.0, n_boot=500, seed=3)
     assert old == fit_rate(K, np.ones((2, 40)) * K**-1.0)
+
+
+def test_rates_figure_legend_says_when_there_is_no_interval():
+    from exactbilevel import plots
+    from exactbilevel.trace import Trace
+
+    k = np.geomspace(1, 1e3, 31)
+    one = {"run": [Trace({"k": k, "y": k**-0.5})]}
+    texts = [t.get_text() for t in plots.rates(one, "y").axes[0].get_legend().get_texts()]
+    entry = [t for t in texts if t.startswith("run")]
+    assert entry == ["run: slope -0.5 (no interval)"]
+    curve = plots.rates(one, "y", deterministic=True)
+    (fit,) = curve.rate_fits.values()
+    assert fit.method == "deterministic: no interval" and fit.max_residual < 1e-12
+    with pytest.raises(ValueError, match=r"groups\['run'\]: .*spans 1\.00 decades"):
+        plots.rates({"run": [Trace({"k": k[:11], "y": k[:11] ** -0.5})]}, "y")

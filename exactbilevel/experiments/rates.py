@@ -177,8 +177,9 @@ def run_experiment(cfg, out, workers=1, progress=True):
     fitted = fits(load_runs(out))
     # noise-free sweeps: fitted without an interval, with their residual (min_decades=0 lets a
     # configuration with lam_max / lam_min < 10^1.5 still fit)
-    lam_fits = {"penalty bias": fit_rate(lams, bias, theory=-1.0, window=(0.0, 1.0), deterministic=True, min_decades=0.0),
-                "penalty p_tau": fit_rate(lams, pen, theory=-2.0, window=(0.0, 1.0), deterministic=True, min_decades=0.0)}
+    curve = dict(window=(0.0, 1.0), deterministic=True, min_decades=0.0)
+    lam_fits = {"penalty bias": fit_rate(lams, bias, theory=-1.0, **curve),
+                "penalty p_tau": fit_rate(lams, pen, theory=-2.0, **curve)}
     rows = [dict(quantity=q, slope=f.slope, ci=list(f.ci) if f.has_interval else None, method=f.method, theory=f.theory,
                  max_residual=f.max_residual) for q, f in {**fitted, **lam_fits}.items()]
     write_atomic(out / "config.toml", dumps(cfg))
