@@ -39,6 +39,7 @@ from ..objectives import OccupancyObjective
 from ..problem import BilevelProblem
 from ..rewards import GaussianGoalReward
 from ..solvers import solve
+from ..trace import read_npz
 from .config import dumps, need, option
 from .runs import load_runs, run_one, run_tasks, spread, step_sizes, write_atomic
 
@@ -56,8 +57,8 @@ class GridworldGoal:
     targets: tuple = option(((1, 8),), "target cells [row, col], u = -1")
     hazards: tuple = option(((3, 5), (4, 5), (5, 5)), "hazard cells, u = +1")
     kappa: float = option(0.01, "weight of kappa/2 |x - xbar|^2")
-    xbar: tuple = option((4.5, 4.5), "center of the quadratic term")
-    x0: tuple = option((3.0, 6.0), "starting goal position")
+    xbar: tuple = option((4.5, 4.5), "center of the quadratic term", length=2)
+    x0: tuple = option((3.0, 6.0), "starting goal position", length=2)
     steps: int = option(2_000_000, "actor-critic steps per run")
     seeds: int = option(10, "seeds per sampled method")
     log_every: int = option(50_000, "steps between logging points")
@@ -208,7 +209,7 @@ def figures(out):
     from .. import plots
 
     out = Path(out)
-    land = np.load(out / "landscape.npz")
+    land = read_npz(out / "landscape.npz", ("grid", "phi0", "phi_tau", "tau"))
     runs = load_runs(out)
     # x = (row, column) of the grid: drawn with the column horizontal, rows downwards
     paths = {name: np.median(np.stack([t["x"] for t in traces]), axis=0)[:, ::-1] for name, traces in runs.items()}

@@ -36,7 +36,7 @@ from ..penalty import penalized_policy
 from ..problem import BilevelProblem
 from ..rates import fit_rate, rate_table
 from ..rewards import LinearReward
-from ..trace import Trace
+from ..trace import Trace, read_npz
 from .config import dumps, need, option
 from . import runs as _runs
 from .runs import run_one, run_tasks, step_sizes, write_atomic
@@ -197,13 +197,13 @@ def figures(out):
         except ValueError:  # no positive values to fit (e.g. a quantity undefined at tau = 0)
             continue
         plots.save(fig, out / f"rate-{q}")
-    lam = np.load(out / "lam.npz")
+    lam = read_npz(out / "lam.npz", ("lam", "penalty_bias", "penalty"))
     groups = {r"$|\nabla\ell_\lambda - \nabla\Phi_\tau|$": [Trace({"k": lam["lam"], "y": lam["penalty_bias"]})],
               r"$p_\tau(\theta_\lambda)$": [Trace({"k": lam["lam"], "y": lam["penalty"]})]}
     fig = plots.rates(groups, "y", window=(0.0, 1.0), theory={k: t for k, t in zip(groups, (-1.0, -2.0))},
                       xlabel=r"penalty $\lambda$", ylabel="bias")
     plots.save(fig, out / "penalty-bias")
-    tau = np.load(out / "tau.npz")
+    tau = read_npz(out / "tau.npz", ("tau", "entropy_bias", "bound", "implicit", "gap"))
     groups = {r"$J^*_0 - J_0(\pi^*_\tau)$": [Trace({"tau": tau["tau"], "y": tau["entropy_bias"]})],
               r"bound $\tau \log A / (1-\gamma)$": [Trace({"tau": tau["tau"], "y": tau["bound"]})],
               r"$|$implicit hyper-gradient term$|$": [Trace({"tau": tau["tau"], "y": tau["implicit"]})]}
