@@ -243,12 +243,19 @@ def read_npz(path, names=None):
     ``names``: the arrays that must be there, in this order (None: all of them).  OSError
     if the file cannot be opened; ValueError naming the file if it is not an ``.npz``
     archive, is damaged (truncated, a bad checksum) or lacks one of ``names``."""
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic == b"\x93NUMPY":
+        raise ValueError(f"{os.fspath(path)} is a single .npy array, not an .npz archive")
+    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        what = "empty" if not magic else "not a zip archive"
+        raise ValueError(f"{os.fspath(path)} is not a readable .npz archive (the file is {what})")
     try:
         z = np.load(path, allow_pickle=False)
     except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
         raise ValueError(f"{os.fspath(path)} is not a readable .npz archive ({type(exc).__name__}: {exc})") from None
-    if not isinstance(z, np.lib.npyio.NpzFile):
-        raise ValueError(f"{os.fspath(path)} is a single .npy array, not an .npz archive")
+    if not isinstance(z, np.lib.npyio.NpzFile):  # pragma: no cover - the magic bytes were a zip archive's
+        raise ValueError(f"{os.fspath(path)} is not an .npz archive")
     with z:
         names = list(z.files) if names is None else list(names)
         missing = [n for n in names if n not in z.files]

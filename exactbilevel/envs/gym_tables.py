@@ -98,7 +98,7 @@ def _outcomes(table, S, A):
                 raise ValueError(f"{where} must be a list of outcomes {_ENTRY}, got {type(items).__name__} {items!r:.60}")
             for i, item in enumerate(items):
                 if isinstance(item, (str, bytes)) or not isinstance(item, Sequence) or len(item) != 4:
-                    raise ValueError(f"{where} has the entry {item!r:.60} at position {i}; expected a tuple {_ENTRY}")
+                    raise ValueError(f"{where} has the entry {item!r:.60} at position {i}; expected {_ENTRY}, a tuple of 4")
                 prob, nxt, rew, term = item
                 if not _real(prob):
                     raise ValueError(f"{where}[{i}] has the probability {prob!r:.60}; it must be a real number in [0, 1]")
