@@ -84,7 +84,7 @@ class GridworldGoal:
     landscape_tau: float = option(0.1, "tau of the Phi_tau landscape")
 
     def check(self):
-        need(self, self.n >= 2, "n", ">= 2")
+        need(self, 2 <= self.n <= 1000, "n", "an integer in [2, 1000]")
         need(self, 0 <= self.slip <= 1, "slip", "in [0, 1]")
         need(self, 0 <= self.gamma < 1, "gamma", "in [0, 1)")
         for key in ("sigma", "tau0", "lam0", "alpha0", "beta0", "zeta0", "landscape_step", "landscape_tau",
@@ -101,6 +101,8 @@ class GridworldGoal:
             need(self, len(getattr(self, key)) == 2 and all(0 <= v <= self.n - 1 for v in getattr(self, key)), key,
                  f"a point [x1, x2] in [0, {self.n - 1}]^2")
         need(self, all(t > 0 for t in self.tau_fixed), "tau_fixed", "a list of numbers > 0")
+        need(self, (self.n - 1) / self.landscape_step <= 10**3, "landscape_step",
+             f"at least (n - 1) / 1000 = {(self.n - 1) / 1000:g} (at most 1001 x 1001 landscape points)")
         need(self, self.actor in ("pg", "npg"), "actor", '"pg" or "npg"')
 
 

@@ -79,6 +79,8 @@ class Rates:
         for key in ("S", "A", "d", "steps", "seeds", "log_every"):
             need(self, getattr(self, key) >= 1, key, "an integer >= 1")
         need(self, 0 <= self.gamma < 1, "gamma", "in [0, 1)")
+        need(self, self.S * self.S * self.A <= 5 * 10**7, "S", "at most sqrt(5e7 / A) (dense transitions: S^2 A <= 5e7)")
+        need(self, self.d <= 10**4, "d", "an integer in [1, 10000]")
         for key in ("tau0", "lam0", "alpha0", "beta0", "zeta0", "bias_tau", "lam_min", "tau_min"):
             need(self, getattr(self, key) > 0, key, "> 0")
         for key in ("kappa", "tau_decay", "lam_growth", "alpha_decay", "beta_decay", "zeta_decay", "mdp_seed"):
