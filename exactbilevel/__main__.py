@@ -279,6 +279,8 @@ def main(argv=None):
     with code 2): a bad option or configuration value, an unknown experiment, or a path
     that cannot be read or written (any OSError)."""
     try:
+        if argv is not None and any("\0" in str(a) for a in argv):  # a shell cannot pass one; paths refuse it
+            _fail("an argument contains a NUL character")
         args = parser().parse_args(argv)
         return args.func(args)
     except UserError as exc:

@@ -246,6 +246,8 @@ def test_plot_on_a_read_only_folder(workdir):
     (["frobnicate"], ["invalid choice"]),
     ([], ["required"]),
     (["run", "gridworld-goal", "--bogus"], ["unrecognized arguments: --bogus"]),
+    (["run", "gridworld-goal", "--out", "a\0b"], ["NUL"]),
+    (["plot", "folder\0"], ["NUL"]),
 ])
 def test_an_option_out_of_range_is_one_line_before_computing(workdir, argv, words):
     assert_user_error(argv, *words)
