@@ -186,7 +186,7 @@ def prefix_tree(vocab, horizon, gamma=0.9, start="root"):
             break
     if N > 10**6:
         raise ValueError(f"the tree has more than 10^6 prefixes (sum of V^h for h = 0..{H}, V = {V} tokens); "
-                         f"reduce the horizon or the vocabulary")
+                         f"keep it below 10^6: reduce the horizon or the vocabulary")
     counts = V ** np.arange(H + 1, dtype=np.int64)
     offset = np.concatenate([[0], np.cumsum(counts)])
     depth = np.repeat(np.arange(H + 1), counts)
