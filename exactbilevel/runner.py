@@ -200,20 +200,39 @@ def _save_checkpoint(path, run_id, state, loop, rng, rows, diag):
 
 
 def _load_checkpoint(path, run_id, rng, rows, diag):
-    with np.load(path) as z:
+    """Resume from the checkpoint ``path``; ValueError naming the file if it is not a checkpoint
+    (not an .npz archive, damaged, or missing an entry) or belongs to another run."""
+    from .trace import read_npz
+
+    def damaged(reason):
+        return ValueError(f"checkpoint {path} is not a checkpoint of exactbilevel.run ({reason}); "
+                          "delete it or choose another checkpoint path")
+
+    try:
+        z = read_npz(path)
+    except ValueError as exc:
+        raise damaged(exc) from None
+    try:
         meta = json.loads(str(z["meta"]))
-        if meta["run_id"] != run_id:
-            raise ValueError(f"checkpoint {path} belongs to another run (configuration, seed or method differ); "
-                             "delete it or choose another checkpoint path")
+        if not isinstance(meta, dict) or "run_id" not in meta:
+            raise ValueError("its meta entry has no run_id")
+    except (KeyError, ValueError, TypeError) as exc:
+        raise damaged(f"no readable meta entry: {exc}") from None
+    if meta["run_id"] != run_id:
+        raise ValueError(f"checkpoint {path} belongs to another run (configuration, seed or method differ); "
+                         "delete it or choose another checkpoint path")
+    try:
         state = ActorCriticState(*(np.array(z[f"state_{n}"]) for n in ("x", "theta", "phi", "Qtheta", "Qphi", "Qc")),
                                  k=meta["k"], samples=meta["samples"])
-        loop = {n[5:]: np.array(z[n]) for n in z.files if n.startswith("loop_")}
-        names = [n[4:] for n in z.files if n.startswith("row_")]
+        loop = {n[5:]: np.array(v) for n, v in z.items() if n.startswith("loop_")}
+        names = [n[4:] for n in z if n.startswith("row_")]
         for i in range(z[f"row_{names[0]}"].shape[0]):
             rows.add(**{n: z[f"row_{n}"][i] for n in names})
         if diag is not None:
-            diag.set_warm_starts({n[5:]: np.array(z[n]) for n in z.files if n.startswith("diag_")})
-    rng.bit_generator.state = meta["rng"]
+            diag.set_warm_starts({n[5:]: np.array(v) for n, v in z.items() if n.startswith("diag_")})
+        rng.bit_generator.state = meta["rng"]
+    except (KeyError, IndexError, ValueError, TypeError) as exc:  # the arrays are in memory: a wrong entry
+        raise damaged(f"{type(exc).__name__}: {exc}") from None
     return state, loop
 
 

@@ -25,6 +25,8 @@ import platform
 import subprocess
 import tempfile
 import types
+import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -203,19 +205,66 @@ class Trace:
 
     @classmethod
     def load(cls, path):
-        """Read a trace written by :meth:`save` (``path`` with or without ``.npz``)."""
+        """Read a trace written by :meth:`save` (``path`` with or without ``.npz``).
+
+        OSError (FileNotFoundError, ...) if a file cannot be opened; ValueError naming the
+        file and what is wrong if either file is damaged, not a trace, or the two files do
+        not belong together."""
         npz_path, json_path = _paths(path)
-        with open(json_path, encoding="utf-8") as fh:
-            doc = json.load(fh)
+        with open(json_path, "rb") as fh:
+            raw = fh.read()
+        try:
+            doc = json.loads(raw.decode("utf-8"))
+        except ValueError as exc:  # UnicodeDecodeError, JSONDecodeError
+            raise ValueError(f"{json_path} is damaged: not valid UTF-8 JSON ({exc}); save the trace again") from None
         if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
             raise ValueError(f"{json_path} is not an exactbilevel trace description")
+        digest, names, meta = doc.get("npz_sha256"), doc.get("columns"), doc.get("meta", {})
+        if not isinstance(digest, str):
+            raise ValueError(f"{json_path} is damaged: no 'npz_sha256' string; save the trace again")
+        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise ValueError(f"{json_path} is damaged: 'columns' is not a list of column names; save the trace again")
+        if not isinstance(meta, dict):
+            raise ValueError(f"{json_path} is damaged: 'meta' is not a JSON object; save the trace again")
         with open(npz_path, "rb") as fh:
-            if hashlib.sha256(fh.read()).hexdigest() != doc["npz_sha256"]:
+            if hashlib.sha256(fh.read()).hexdigest() != digest:
                 raise ValueError(f"{npz_path} does not match {json_path} (an interrupted save, or files "
                                  "from different saves); save the trace again")
-        with np.load(npz_path, allow_pickle=False) as npz:
-            columns = {name: npz[name] for name in doc["columns"]}
-        return cls(columns, doc["meta"])
+        columns = read_npz(npz_path, names)
+        try:
+            return cls(columns, meta)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{npz_path} is not a valid trace: {exc}") from None
+
+
+def read_npz(path, names=None):
+    """``{name: array}`` of the ``.npz`` file ``path``, read in full (without pickles).
+
+    ``names``: the arrays that must be there, in this order (None: all of them).  OSError
+    if the file cannot be opened; ValueError naming the file if it is not an ``.npz``
+    archive, is damaged (truncated, a bad checksum) or lacks one of ``names``."""
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic == b"\x93NUMPY":
+        raise ValueError(f"{os.fspath(path)} is a single .npy array, not an .npz archive")
+    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        what = "empty" if not magic else "not a zip archive"
+        raise ValueError(f"{os.fspath(path)} is not a readable .npz archive (the file is {what})")
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ValueError(f"{os.fspath(path)} is not a readable .npz archive ({type(exc).__name__}: {exc})") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):  # pragma: no cover - the magic bytes were a zip archive's
+        raise ValueError(f"{os.fspath(path)} is not an .npz archive")
+    with z:
+        names = list(z.files) if names is None else list(names)
+        missing = [n for n in names if n not in z.files]
+        if missing:
+            raise ValueError(f"{os.fspath(path)} lacks the arrays {missing} (it has {z.files})")
+        try:
+            return {n: np.array(z[n]) for n in names}
+        except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            raise ValueError(f"{os.fspath(path)} is damaged ({type(exc).__name__}: {exc})") from None
 
 
 class TraceBuilder:

@@ -497,3 +497,70 @@ def test_critic_init_starts_the_soft_critics_there():
     _, Q = eb.evaluate(problem.mdp, problem.reward.value(problem.x0), np.full((5, 3), 1 / 3), tau=0.5)
     _, nu = eb.occupancy(problem.mdp, np.full((5, 3), 1 / 3))
     assert tr["critic_error_phi"][0] == pytest.approx(float(np.sum(nu * (2.5 - Q) ** 2)), rel=1e-9)
+
+
+def _not_a_checkpoint_text(path):
+    path.write_text("hello")
+
+
+def _not_a_checkpoint_npz(path):
+    np.savez(path, other=np.zeros(3))
+
+
+def _checkpoint_with_bad_meta(path):
+    np.savez(path, meta=np.array("{not json"))
+
+
+def _not_a_checkpoint_npy(path):
+    with open(path, "wb") as fh:
+        np.save(fh, np.zeros(3))
+
+
+@pytest.mark.parametrize("write,reason", [
+    (_not_a_checkpoint_text, "not a readable .npz archive"),
+    (lambda p: p.write_bytes(b""), "not a readable .npz archive"),
+    (_not_a_checkpoint_npy, "single .npy array"),
+    (_not_a_checkpoint_npz, "no readable meta entry"),
+    (_checkpoint_with_bad_meta, "no readable meta entry"),
+])
+def test_a_file_that_is_not_a_checkpoint_is_named(tmp_path, write, reason):
+    problem = small_problem()
+    cfg = ActorCriticConfig(steps=10, log_every=5, diagnostics=False)
+    ckpt = tmp_path / "run.ckpt.npz"
+    write(ckpt)
+    before = ckpt.read_bytes()
+    with pytest.raises(ValueError) as exc:
+        eb.run(problem, cfg, seed=0, checkpoint=ckpt)
+    message = str(exc.value)
+    assert str(ckpt) in message and reason in message and "delete it" in message, message
+    assert "pickled" not in message
+    assert ckpt.read_bytes() == before  # the user's file is left as it was
+
+
+@pytest.mark.parametrize("returned,error,match", [
+    ("0.1", TypeError, "got str '0.1' at k = 0"),
+    (None, TypeError, "got NoneType None"),
+    ([0.1, 0.2], TypeError, "got list"),
+    (1 + 2j, TypeError, "got complex"),
+    (True, TypeError, "got bool"),
+    (float("nan"), ValueError, "gave nan at step k = 0"),
+])
+def test_a_schedule_returning_a_non_number_is_named(returned, error, match):
+    from exactbilevel import schedules
+
+    with pytest.raises(error, match=match) as exc:
+        schedules.evaluate("alpha", lambda k: returned, np.arange(4))
+    assert "schedule alpha" in str(exc.value)
+
+
+def test_schedule_evaluate_agrees_with_a_loop_for_scalar_and_vectorized_callables():
+    from exactbilevel import schedules
+
+    ks = np.arange(7)
+    expect = np.array([0.5 * (k + 1) ** -0.3 for k in range(7)])  # a plain Python loop
+    scalar_only = lambda k: 0.5 * (k + 1) ** -0.3 if isinstance(k, int) else "no arrays"  # noqa: E731
+    for fn in (schedules.power(0.5, 0.3), scalar_only):
+        got = schedules.evaluate("zeta", fn, ks)
+        assert got.dtype == np.float64 and got.shape == ks.shape
+        np.testing.assert_allclose(got, expect, rtol=1e-15)
+    np.testing.assert_array_equal(schedules.evaluate("zeta", lambda k: np.float32(2.0), ks), np.full(7, 2.0))

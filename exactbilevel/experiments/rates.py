@@ -36,7 +36,7 @@ from ..penalty import penalized_policy
 from ..problem import BilevelProblem
 from ..rates import fit_rate, rate_table
 from ..rewards import LinearReward
-from ..trace import Trace
+from ..trace import Trace, read_npz
 from .config import dumps, need, option
 from . import runs as _runs
 from .runs import run_one, run_tasks, step_sizes, write_atomic
@@ -79,6 +79,8 @@ class Rates:
         for key in ("S", "A", "d", "steps", "seeds", "log_every"):
             need(self, getattr(self, key) >= 1, key, "an integer >= 1")
         need(self, 0 <= self.gamma < 1, "gamma", "in [0, 1)")
+        need(self, self.S * self.S * self.A <= 5 * 10**7, "S", "at most sqrt(5e7 / A) (dense transitions: S^2 A <= 5e7)")
+        need(self, self.d <= 10**4, "d", "an integer in [1, 10000]")
         for key in ("tau0", "lam0", "alpha0", "beta0", "zeta0", "bias_tau", "lam_min", "tau_min"):
             need(self, getattr(self, key) > 0, key, "> 0")
         for key in ("kappa", "tau_decay", "lam_growth", "alpha_decay", "beta_decay", "zeta_decay", "mdp_seed"):
@@ -205,14 +207,14 @@ def figures(out):
         except ValueError:  # no positive values to fit (e.g. a quantity undefined at tau = 0)
             continue
         plots.save(fig, out / f"rate-{q}")
-    lam = np.load(out / "lam.npz")
+    lam = read_npz(out / "lam.npz", ("lam", "penalty_bias", "penalty"))
     groups = {r"$|\nabla\ell_\lambda - \nabla\Phi_\tau|$": [Trace({"k": lam["lam"], "y": lam["penalty_bias"]})],
               r"$p_\tau(\theta_\lambda)$": [Trace({"k": lam["lam"], "y": lam["penalty"]})]}
     fig = plots.rates(groups, "y", window=(0.0, 1.0), deterministic=True, min_decades=0.0,
                       theory={k: t for k, t in zip(groups, (-1.0, -2.0))},
                       xlabel=r"penalty $\lambda$", ylabel="bias")
     plots.save(fig, out / "penalty-bias")
-    tau = np.load(out / "tau.npz")
+    tau = read_npz(out / "tau.npz", ("tau", "entropy_bias", "bound", "implicit", "gap"))
     groups = {r"$J^*_0 - J_0(\pi^*_\tau)$": [Trace({"tau": tau["tau"], "y": tau["entropy_bias"]})],
               r"bound $\tau \log A / (1-\gamma)$": [Trace({"tau": tau["tau"], "y": tau["bound"]})],
               r"$|$implicit hyper-gradient term$|$": [Trace({"tau": tau["tau"], "y": tau["implicit"]})]}
