@@ -61,13 +61,13 @@ class Rates:
     log_every: int = option(10_000, "steps between logging points")
     tau0: float = option(0.5, "decaying: tau_k = tau0 (k+1)^-tau_decay; fixed: tau0")
     tau_decay: float = option(0.2, "")
-    lam0: float = option(10.0, "lam_k = lam0 (k+1)^lam_growth")
+    lam0: float = option(0.0, "lam_k = lam0 (k+1)^lam_growth; 0: resolved from the problem (eb.defaults)")
     lam_growth: float = option(0.2, "")
-    alpha0: float = option(0.5, "actors")
+    alpha0: float = option(0.0, "actors; 0: resolved from the problem (eb.defaults)")
     alpha_decay: float = option(0.5, "")
-    beta0: float = option(0.5, "critics")
+    beta0: float = option(0.0, "critics; 0: resolved from the problem (eb.defaults)")
     beta_decay: float = option(0.4, "")
-    zeta0: float = option(0.01, "upper")
+    zeta0: float = option(0.0, "upper; 0: resolved from the problem (eb.defaults)")
     zeta_decay: float = option(0.8, "")
     bias_tau: float = option(0.2, "tau of the penalty-bias sweep")
     lam_min: float = option(1.0, "penalty-bias sweep: lam from lam_min ...")
@@ -81,8 +81,10 @@ class Rates:
         need(self, 0 <= self.gamma < 1, "gamma", "in [0, 1)")
         need(self, self.S * self.S * self.A <= 5 * 10**7, "S", "at most sqrt(5e7 / A) (dense transitions: S^2 A <= 5e7)")
         need(self, self.d <= 10**4, "d", "an integer in [1, 10000]")
-        for key in ("tau0", "lam0", "alpha0", "beta0", "zeta0", "bias_tau", "lam_min", "tau_min"):
+        for key in ("tau0", "bias_tau", "lam_min", "tau_min"):
             need(self, getattr(self, key) > 0, key, "> 0")
+        for key in ("lam0", "alpha0", "beta0", "zeta0"):
+            need(self, getattr(self, key) >= 0, key, ">= 0 (0: resolved from the problem)")
         for key in ("kappa", "tau_decay", "lam_growth", "alpha_decay", "beta_decay", "zeta_decay", "mdp_seed"):
             need(self, getattr(self, key) >= 0, key, ">= 0")
         need(self, self.lam_max > self.lam_min, "lam_max", "> lam_min")
