@@ -86,15 +86,50 @@ def check_theta(mdp, theta, name="theta"):
     return as_float_array(name, theta, shape=(mdp.S, mdp.A))
 
 
+def _half_shifted(theta):
+    """``(theta - max_a theta) / 2`` row by row, computed as ``theta/2 - max/2``: finite
+    for every finite theta (a spread of logits up to 2 x 1.8e308 does not overflow)."""
+    half = 0.5 * theta
+    return half - half.max(axis=1, keepdims=True)
+
+
+def _log_sum_exp_shifted(h):
+    """``log sum_a exp(2 h_a)`` for half-shifted logits h (max 0): in [0, log A]."""
+    with np.errstate(over="ignore"):  # 2 h = -inf for a spread beyond the range: exp gives 0
+        return np.log(np.sum(np.exp(2.0 * h), axis=1, keepdims=True))
+
+
 def log_softmax(theta):
-    """Row-wise ``log softmax(theta)`` with a max shift: finite for finite theta."""
-    z = theta - theta.max(axis=1, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=1, keepdims=True))
+    """Row-wise ``log softmax(theta) = (theta - m) - log sum_a exp(theta_a - m)``, m the
+    row max.  The shift is formed as ``2 (theta/2 - m/2)`` so that finite logits of
+    any spread give no overflow and no NaN; an entry whose log-probability lies
+    below -1.8e308 (a spread beyond the float64 range) is -inf, its correct
+    rounding (its probability is 0)."""
+    h = _half_shifted(theta)
+    lse = _log_sum_exp_shifted(h)
+    with np.errstate(over="ignore"):
+        return 2.0 * h - lse
+
+
+def _tau_log_softmax(theta, tau):
+    """``tau * log softmax(theta)`` as ``(2 tau) h - tau lse`` (h the half-shifted
+    logits): finite whenever the product is within the float64 range, also when
+    log softmax itself is not (tau < 1 and a spread beyond 1.8e308)."""
+    h = _half_shifted(theta)
+    lse = _log_sum_exp_shifted(h)
+    with np.errstate(over="ignore"):
+        return (2.0 * tau) * h - tau * lse
 
 
 def softmax_policy(theta):
-    """``pi = softmax(theta)`` row by row, shape ``(S, A)`` (max-shifted)."""
+    """``pi = softmax(theta)`` row by row, shape ``(S, A)`` (max-shifted: finite logits
+    of any size give a policy whose rows sum to 1 to rounding).  theta must have
+    at least one state and one action (ValueError otherwise)."""
     theta = as_float_array("theta", theta, shape=(None, None))
+    if 0 in theta.shape:
+        raise ValueError(
+            f"theta must have at least one row (state) and one column (action), got shape {theta.shape}"
+        )
     return np.exp(log_softmax(theta))
 
 
@@ -193,11 +228,31 @@ def soft_advantage(mdp, r, pi, tau=0.0):
 def _policy_gradient(mdp, r, theta, tau, natural):
     logpi = log_softmax(theta)
     pi = np.exp(logpi)
-    _, _, A, system = _evaluate(mdp, r, pi, tau, logpi)
+    system = policy_system(mdp, pi)
+    V = system.solve(policy_reward(r, pi, tau))
+    Q, _ = sweep(mdp, r, V, 0.0)
+    A = Q - V[:, None]
+    if tau > 0.0:  # Atilde = Q - V - tau log pi, with tau log pi formed from the logits
+        with np.errstate(over="ignore"):
+            A = A - _tau_log_softmax(theta, tau)
     if natural:
-        return A / (1.0 - mdp.gamma)
+        with np.errstate(over="ignore"):
+            npg = A / (1.0 - mdp.gamma)
+        if not np.all(np.isfinite(npg)):
+            s, a = (int(i) for i in np.argwhere(~np.isfinite(npg))[0])
+            raise ValueError(
+                f"the natural policy gradient at theta[{s}, {a}] exceeds the float64 range: "
+                f"tau (max_a theta[{s}, a] - theta[{s}, {a}]) / (1 - gamma), with tau = {tau:g}, "
+                f"max {theta[s].max():g}, theta[{s}, {a}] = {theta[s, a]:g} and gamma = {mdp.gamma:g}, "
+                "is beyond 1.8e308; pass theta with a smaller spread in each row "
+                "(softmax(theta) is unchanged by adding a constant to a row)"
+            )
+        return npg
     d = _state_occupancy(mdp, system)
-    return d[:, None] * pi * A / (1.0 - mdp.gamma)
+    # pi * Atilde -> 0 where pi underflows to 0 (|pi Atilde| <= tau |pi log pi| + ... there)
+    with np.errstate(over="ignore", invalid="ignore"):
+        g = d[:, None] * pi * (A / (1.0 - mdp.gamma))
+    return np.where(pi > 0.0, g, 0.0)
 
 
 def policy_gradient(mdp, r, theta, tau=0.0):
@@ -257,7 +312,8 @@ def optimal_return_gradient(mdp, reward, x, tau, solution=None, V0=None):
 
 @dataclass(frozen=True)
 class Hypergradient:
-    """Full output of :func:`hypergradient` (``full_output=True``); arrays read-only.
+    """Full output of :func:`hypergradient` (``full_output=True``); its arrays are
+    read-only copies (the arrays it was built from are not frozen).
 
     Attributes
     ----------
@@ -281,9 +337,14 @@ class Hypergradient:
     solution: object
 
     def __post_init__(self):
-        for v in (self.grad, self.grad_x_f, self.implicit, self.pi, self.dpi_dx):
+        # read-only copies: an array passed in (e.g. what objective.grad_x returned)
+        # stays the caller's, writeable and unchanged
+        for name in ("grad", "grad_x_f", "implicit", "pi", "dpi_dx"):
+            v = getattr(self, name)
             if v is not None:
+                v = np.array(v, dtype=np.float64)
                 v.setflags(write=False)
+                object.__setattr__(self, name, v)
 
 
 def _next_expectation(mdp, X):

@@ -176,3 +176,212 @@ def test_out_of_range_dia_offset_drops_entries_as_scipy_does():
 def test_sparse_one_dimensional_refused():
     with pytest.raises(ValueError, match=r"\bP\b"):
         eb.TabularMDP(sp.coo_array(np.ones(3) / 3), 0.9)
+
+
+# --------------------------------------------------------------------------- caller's arrays
+
+class _StoredObjective:
+    """f(x, pi) = <c, pi> + <a, x>: grad_x and grad_pi return the stored (writeable) arrays themselves."""
+
+    def __init__(self, S, A, d):
+        rng = np.random.default_rng(3)
+        self.c, self.a = rng.standard_normal((S, A)), rng.standard_normal(d)
+
+    def value(self, x, pi):
+        return float(np.sum(self.c * pi) + self.a @ x)
+
+    def grad_x(self, x, pi):
+        return self.a
+
+    def grad_pi(self, x, pi):
+        return self.c
+
+
+def _small_problem(S=4, A=2, d=3):
+    rng = np.random.default_rng(11)
+    P = rng.random((S, A, S)) + 0.05
+    mdp = eb.TabularMDP(P / P.sum(axis=2, keepdims=True), 0.8)
+    reward = eb.LinearReward(rng.standard_normal((S, A, d)))
+    return mdp, reward, _StoredObjective(S, A, d)
+
+
+def test_bilevel_problem_does_not_freeze_x0():
+    mdp, reward, obj = _small_problem()
+    x0 = np.array([0.1, -0.2, 0.3])
+    prob = eb.BilevelProblem(mdp, reward, obj, x0, bounds=(np.full(3, -1.0), np.full(3, 1.0)))
+    assert x0.flags.writeable
+    x0[0] = 5.0  # the caller may keep using it; the problem holds its own copy
+    assert prob.x0[0] == 0.1 and not prob.x0.flags.writeable
+
+
+def test_hypergradient_full_output_does_not_freeze_objective_arrays():
+    mdp, reward, obj = _small_problem()
+    a0, c0 = obj.a.copy(), obj.c.copy()
+    x = np.array([0.3, 0.1, -0.5])
+    out = eb.hypergradient(mdp, reward, obj, x, 0.5, full_output=True)
+    assert obj.a.flags.writeable and obj.c.flags.writeable and x.flags.writeable
+    np.testing.assert_array_equal(obj.a, a0)
+    np.testing.assert_array_equal(obj.c, c0)
+    np.testing.assert_array_equal(out.grad_x_f, a0)  # grad_x f of a linear f is a
+    assert not out.grad_x_f.flags.writeable and out.grad_x_f is not obj.a
+    obj.a[:] = 0.0  # changing the objective's array afterwards does not change the result
+    np.testing.assert_array_equal(out.grad_x_f, a0)
+
+
+def test_hypergradient_dataclass_copies_what_it_is_given():
+    g = np.ones(2)
+    h = eb.Hypergradient(grad=g, phi=0.0, grad_x_f=g, implicit=g, pi=np.ones((1, 1)), dpi_dx=None,
+                         form="adjoint", solution=None)
+    assert g.flags.writeable and not h.grad.flags.writeable
+
+
+def _calls():
+    """(name, call(arrays), arrays): public functions of the core with caller-owned arrays."""
+    mdp, reward, obj = _small_problem()
+    S, A = mdp.S, mdp.A
+    rng = np.random.default_rng(2)
+    r = rng.standard_normal((S, A))
+    theta = rng.standard_normal((S, A))
+    pi = eb.softmax_policy(theta)
+    x = np.array([0.2, -0.1, 0.4])
+    P = np.array(mdp.P)
+    return [
+        ("TabularMDP", lambda P, rho: eb.TabularMDP(P, 0.9, rho), [P, np.full(S, 1.0 / S)]),
+        ("solve", lambda r, V0: eb.solve(mdp, r, 0.1, V0=V0), [r.copy(), rng.standard_normal(S)]),
+        ("solve vi", lambda r, V0: eb.solve(mdp, r, method="vi", V0=V0), [r.copy(), np.zeros(S)]),
+        ("policy_gradient", lambda r, th: eb.policy_gradient(mdp, r, th, 0.1), [r.copy(), theta.copy()]),
+        ("natural_policy_gradient", lambda r, th: eb.natural_policy_gradient(mdp, r, th, 0.1),
+         [r.copy(), theta.copy()]),
+        ("softmax_policy", lambda th: eb.softmax_policy(th), [theta.copy()]),
+        ("expected_return", lambda r, p: eb.expected_return(mdp, r, p, 0.1), [r.copy(), pi.copy()]),
+        ("soft_advantage", lambda r, p: eb.soft_advantage(mdp, r, p, 0.1), [r.copy(), pi.copy()]),
+        ("return_gradient", lambda x, p: eb.return_gradient(mdp, reward, x, p), [x.copy(), pi.copy()]),
+        ("hypergradient", lambda x, V0: eb.hypergradient(mdp, reward, obj, x, 0.3, V0=V0, full_output=True),
+         [x.copy(), np.zeros(S)]),
+        ("hypergradient forward", lambda x: eb.hypergradient(mdp, reward, obj, x, 0.3, form="forward"),
+         [x.copy()]),
+        ("LinearReward", lambda Psi, x: eb.LinearReward(Psi).jacobian(x), [np.ones((S, A, 3)), x.copy()]),
+        ("GaussianGoalReward", lambda c, x: eb.GaussianGoalReward(c, A, 0.5).jacobian(x),
+         [rng.standard_normal((S, 3)), x.copy()]),
+        ("BilevelProblem", lambda x0, lo: eb.BilevelProblem(mdp, reward, obj, x0, (lo, 10.0)),
+         [x.copy(), np.full(3, -1.0)]),
+    ]
+
+
+@pytest.mark.parametrize("index", range(len(_calls())), ids=[c[0] for c in _calls()])
+def test_public_functions_leave_caller_arrays_alone(index):
+    name, call, arrays = _calls()[index]
+    before = [a.copy() for a in arrays]
+    call(*arrays)
+    for a, b in zip(arrays, before):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+        assert a.flags.writeable, name
+
+
+# --------------------------------------------------------------------------- extreme valid input
+
+@pytest.mark.parametrize("sigma", [1e-300, 1e-200, 1e-5, 1.0, 1e200, 1e300])
+@pytest.mark.parametrize("t", [0.0, 0.5, 1.0, 3.0, 40.0])
+def test_gaussian_goal_reward_any_width(sigma, t):
+    """At x = c + t sigma e_1 (and e_2 = 0): value exp(-t^2/2), Jacobian
+    (-t exp(-t^2/2) / sigma, 0): closed forms, relative error 1e-14, no warning."""
+    import warnings
+
+    coords = np.array([[0.0, 0.0], [2.0, -1.0]])
+    g = eb.GaussianGoalReward(coords, 2, sigma=sigma)
+    x = np.array([t * sigma, 0.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        v, J = g.value(x), g.jacobian(x)
+    want = np.exp(-t * t / 2)
+    np.testing.assert_allclose(v[0], want, rtol=1e-14, atol=0)
+    np.testing.assert_allclose(J[0, :, 0], -t * want / sigma, rtol=1e-14, atol=0)
+    assert np.all(J[0, :, 1] == 0.0)
+    assert np.all(np.isfinite(v)) and np.all(np.isfinite(J)) and np.all((0 <= v) & (v <= 1))
+
+
+def test_gaussian_goal_reward_huge_distances():
+    """c - x beyond the float64 range (coords 1e308, x -1e308): bump 0, Jacobian 0, no NaN."""
+    g = eb.GaussianGoalReward(np.array([[1e308, -1e308]]), 1, sigma=1e-200)
+    x = np.array([-1e308, 1e308])
+    assert g.value(x)[0, 0] == 0.0
+    assert np.all(g.jacobian(x) == 0.0)
+
+
+def test_gaussian_goal_reward_jacobian_matches_finite_differences_at_small_sigma():
+    sigma = 1e-150
+    g = eb.GaussianGoalReward(np.array([[0.0, 0.0]]), 1, sigma=sigma)
+    x = np.array([0.7, -0.4]) * sigma
+    J = g.jacobian(x)[0, 0]
+    h = 1e-7 * sigma
+    fd = [(g.value(x + h * e)[0, 0] - g.value(x - h * e)[0, 0]) / (2 * h) for e in np.eye(2)]
+    np.testing.assert_allclose(J, fd, rtol=1e-6)
+
+
+@pytest.mark.parametrize("sigma", [1e-301, 5e-324])
+def test_gaussian_goal_reward_refuses_sigma_below_range(sigma):
+    with pytest.raises(ValueError, match=r"^sigma\b"):
+        eb.GaussianGoalReward(np.zeros((1, 2)), 1, sigma=sigma)
+
+
+@pytest.mark.parametrize("shape", [(0, 3), (3, 0), (0, 0)])
+def test_softmax_policy_empty(shape):
+    with pytest.raises(ValueError, match=r"^theta\b"):
+        eb.softmax_policy(np.zeros(shape))
+
+
+EXTREME = np.array([[1e308, -1e308], [1e308, 1e308], [-1e308, 0.0]])
+#: the same policy from moderate logits: softmax rows (1, 0), (1/2, 1/2), (0, 1) exactly
+MODERATE = np.array([[0.0, -1e4], [0.0, 0.0], [-1e4, 0.0]])
+
+
+def _three_state_mdp():
+    rng = np.random.default_rng(4)
+    P = rng.random((3, 2, 3)) + 0.1
+    return eb.TabularMDP(P / P.sum(axis=2, keepdims=True), 0.9), rng.standard_normal((3, 2))
+
+
+def test_softmax_policy_extreme_logits():
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pi = eb.softmax_policy(EXTREME)
+    np.testing.assert_array_equal(pi, [[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]])
+
+
+@pytest.mark.parametrize("tau", [0.0, 1e-8, 0.1, 10.0])
+def test_policy_gradient_extreme_logits(tau):
+    """Logits +-1e308 give the policy of MODERATE; the policy gradient has entries
+    d pi Atilde that vanish where pi = 0, so it equals the gradient at MODERATE."""
+    import warnings
+
+    mdp, r = _three_state_mdp()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        g = eb.policy_gradient(mdp, r, EXTREME, tau)
+    assert np.all(np.isfinite(g))
+    np.testing.assert_allclose(g, eb.policy_gradient(mdp, r, MODERATE, tau), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("tau", [0.0, 1e-8, 1e-4])
+def test_natural_policy_gradient_extreme_logits(tau):
+    """npg(s, a) - npg(s, b) = (Q(s, a) - Q(s, b) - tau (theta_a - theta_b)) / (1 - gamma)
+    (Atilde = Q - V - tau log pi and log pi_a - log pi_b = theta_a - theta_b), with Q
+    the soft Q of the policy, here from the moderate logits of the same policy."""
+    mdp, r = _three_state_mdp()
+    g = eb.natural_policy_gradient(mdp, r, EXTREME, tau)
+    assert np.all(np.isfinite(g))
+    pi = eb.softmax_policy(MODERATE)
+    _, Q = eb.evaluate(mdp, r, pi, tau)
+    c = 1.0 - mdp.gamma
+    for s, (a, b) in [(0, (1, 0)), (2, (0, 1)), (1, (1, 0))]:
+        want = (Q[s, a] - Q[s, b] - tau * (0.5 * EXTREME[s, a] - 0.5 * EXTREME[s, b]) * 2) / c
+        np.testing.assert_allclose(g[s, a] - g[s, b], want, rtol=1e-9, atol=1e-9)
+
+
+def test_natural_policy_gradient_beyond_range_is_a_clear_error():
+    """tau = 0.1, spread 2e308, 1 - gamma = 0.1: the entry is about 2e308, beyond float64."""
+    mdp, r = _three_state_mdp()
+    with pytest.raises(ValueError, match=r"theta\[0, 1\].*float64"):
+        eb.natural_policy_gradient(mdp, r, EXTREME, 0.1)
