@@ -171,9 +171,7 @@ def lower_solve(mdp, r, tau, solution=None, V0=None):
                 f"but tau = {tau} and S = {mdp.S} were asked; solve again or pass solution=None"
             )
         return solution
-    problem = solvers._Problem(mdp, r, tau, 1.0)
-    scale = (problem.r_abs + problem.ent) / (1.0 - mdp.gamma)
-    tol = max(LOWER_RTOL * scale, 2.0 * problem.floor(), 1e-300)
+    tol = solvers._Problem(mdp, r, tau, None).auto_tol(relative=LOWER_RTOL)
     return solvers.solve(mdp, r, tau, tol=tol, V0=V0)
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import exactbilevel as eb
 from exactbilevel.testing.strategies import SPARSE_FORMATS, sparse_kernels
@@ -385,3 +386,98 @@ def test_natural_policy_gradient_beyond_range_is_a_clear_error():
     mdp, r = _three_state_mdp()
     with pytest.raises(ValueError, match=r"theta\[0, 1\].*float64"):
         eb.natural_policy_gradient(mdp, r, EXTREME, 0.1)
+
+
+# --------------------------------------------------------------------------- default tolerance
+
+import math  # noqa: E402
+
+from exactbilevel.solvers import METHODS  # noqa: E402
+from exactbilevel.testing import reference as ref  # noqa: E402
+from exactbilevel.testing import strategies as ebst  # noqa: E402
+
+EPS = np.finfo(float).eps
+
+
+def _twice_floor(r, tau, A, gamma):
+    """2 x the float64 floor of the solvers' module docstring, from its formula."""
+    r_abs, ent = float(np.abs(r).max()), tau * math.log(A)
+    scale = (r_abs + ent) / (1 - gamma)
+    return 2 * 8 * EPS * (r_abs + scale + ent) / (1 - gamma)
+
+
+def _issue_problems():
+    rng = np.random.default_rng(17)
+    out = []
+    m = eb.envs.random_mdp(30, 4, gamma=0.99, seed=1)
+    out.append(("random gamma 0.99 |r| 10", m, 10.0 * rng.uniform(-1, 1, (30, 4))))
+    m = eb.envs.random_mdp(30, 4, gamma=0.999, seed=2)
+    out.append(("random gamma 0.999 r in [0,1]", m, rng.uniform(0, 1, (30, 4))))
+    g = eb.envs.gridworld(n=10, gamma=0.999)
+    r = eb.GaussianGoalReward(g.coords, g.mdp.A, sigma=1.0).value(np.array([9.0, 9.0]))
+    out.append(("gridworld 10 gamma 0.999", g.mdp, r))
+    return out
+
+
+@pytest.mark.parametrize("index", range(3), ids=[p[0] for p in _issue_problems()])
+@pytest.mark.parametrize("tau", [0.0, 0.1])
+def test_default_tol_solves_issue_problems(index, tau):
+    """The reproductions of issue 17: the default call certifies max(1e-10, 2 floor),
+    and its V is within the bound of an independent dense policy iteration; an
+    explicit tol=1e-10 stays a ValueError, as before."""
+    _, mdp, r = _issue_problems()[index]
+    res = eb.solve(mdp, r, tau)
+    assert res.converged
+    want = max(1e-10, _twice_floor(r, tau, mdp.A, mdp.gamma))
+    assert want > 1e-10  # these problems need the relative default
+    assert res.error_bound <= want
+    V_ref, err = ref.policy_iteration_ref(ref.dense_kernel(mdp), r, mdp.gamma, tau)
+    assert np.abs(res.V - V_ref).max() <= res.error_bound + err
+    with pytest.raises(ValueError, match=r"^tol=1e-10 is below the float64 floor"):
+        eb.solve(mdp, r, tau, tol=1e-10)
+
+
+def test_default_tol_is_1e10_where_the_floor_allows():
+    mdp = eb.envs.random_mdp(10, 3, gamma=0.9, seed=3)
+    r = np.random.default_rng(0).uniform(-1, 1, (10, 3))
+    assert _twice_floor(r, 0.0, 3, 0.9) < 1e-10
+    a, b = eb.solve(mdp, r), eb.solve(mdp, r, tol=1e-10)
+    assert a.error_bound <= 1e-10
+    np.testing.assert_array_equal(a.V, b.V)  # the same computation as an explicit 1e-10
+
+
+@settings(max_examples=examples(25))
+@given(data=st.data())
+def test_default_tol_hypothesis(data):
+    """Random MDPs (gamma up to 0.999), rewards up to 1e6, every method, tau in {0} or
+    [1e-6, 10]: the default call converges to max(1e-10, 2 floor), within its
+    bound of an independent dense policy iteration."""
+    mdp = data.draw(ebst.mdps(max_states=8, max_actions=3, gamma=(0.0, 0.999)))
+    r = data.draw(ebst.rewards(mdp, scale=(1e-3, 1e6)))
+    tau = data.draw(ebst.taus(1e-6, 10.0, include_zero=True))
+    method = data.draw(st.sampled_from(METHODS))
+    res = eb.solve(mdp, r, tau, method=method)
+    assert res.converged
+    assert res.error_bound <= max(1e-10, _twice_floor(r, tau, mdp.A, mdp.gamma))
+    V_ref, err = ref.policy_iteration_ref(ref.dense_kernel(mdp), r, mdp.gamma, tau)
+    assert np.abs(res.V - V_ref).max() <= res.error_bound + err
+
+
+def test_default_tol_values_beyond_float64_is_a_clear_error():
+    mdp = eb.envs.random_mdp(3, 2, gamma=0.99, seed=0)
+    with pytest.raises(ValueError, match=r"float64 range"):
+        eb.solve(mdp, np.full((3, 2), 1e307))
+
+
+@pytest.mark.parametrize("tol", [0.0, -1.0, float("nan"), float("inf")])
+def test_explicit_bad_tol_still_refused(tol):
+    mdp = eb.envs.random_mdp(3, 2, gamma=0.5, seed=0)
+    with pytest.raises(ValueError, match=r"^tol\b"):
+        eb.solve(mdp, np.zeros((3, 2)), tol=tol)
+
+
+def test_cli_solve_gamma_0999():
+    proc = subprocess.run([sys.executable, "-m", "exactbilevel", "solve", "--gamma", "0.999", "--n", "6"],
+                          capture_output=True, text=True, timeout=300, cwd=sys.path[0])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("certified |V - V*| <=") == 2
