@@ -112,6 +112,7 @@ def greedy(Q, tau):
     return pi
 
 
+@_kernels.serial_when_small
 def q_values(mdp, r, V):
     """``Q = r + gamma * P V``, shape ``(S, A)``."""
     check_mdp(mdp)
@@ -119,6 +120,7 @@ def q_values(mdp, r, V):
     return Q
 
 
+@_kernels.serial_when_small
 def bellman_operator(mdp, r, V, tau=0.0):
     """``(T_tau V)(s)``, shape ``(S,)``: the soft (tau > 0) or hard (tau = 0) Bellman operator."""
     check_mdp(mdp)

@@ -54,7 +54,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import solvers
+from . import _kernels, solvers
 from ._validation import as_float_array, check_tau
 from .bellman import check_mdp, check_reward, sweep
 from .evaluation import check_policy, policy_reward, policy_system
@@ -204,6 +204,7 @@ def _logpi(pi, tau):
     return np.log(pi)
 
 
+@_kernels.serial_when_small
 def expected_return(mdp, r, pi, tau=0.0):
     """``J_tau(pi) = rho^T V^pi``: the entropy-regularized expected discounted return (a float)."""
     check_mdp(mdp)
@@ -212,6 +213,7 @@ def expected_return(mdp, r, pi, tau=0.0):
     return float(mdp.rho @ system.solve(policy_reward(r, pi, tau)))
 
 
+@_kernels.serial_when_small
 def soft_advantage(mdp, r, pi, tau=0.0):
     """``Atilde^pi(s, a) = Q^pi(s, a) - tau log pi(a|s) - V^pi(s)``, shape ``(S, A)``.
 
@@ -253,6 +255,7 @@ def _policy_gradient(mdp, r, theta, tau, natural):
     return np.where(pi > 0.0, g, 0.0)
 
 
+@_kernels.serial_when_small
 def policy_gradient(mdp, r, theta, tau=0.0):
     """``dJ_tau/dtheta (s, a) = d^pi(s) pi(a|s) Atilde^pi(s, a) / (1 - gamma)``, shape ``(S, A)``.
 
@@ -263,6 +266,7 @@ def policy_gradient(mdp, r, theta, tau=0.0):
     return _policy_gradient(mdp, check_reward(mdp, r), check_theta(mdp, theta), check_tau(tau), False)
 
 
+@_kernels.serial_when_small
 def natural_policy_gradient(mdp, r, theta, tau=0.0):
     """``Atilde^pi / (1 - gamma)``, shape ``(S, A)``: the natural policy gradient of softmax logits.
 
@@ -284,6 +288,7 @@ def _reward_gradient(mdp, R, pi, system=None):
     return np.einsum("sa,sad->d", nu, R) / (1.0 - mdp.gamma)
 
 
+@_kernels.serial_when_small
 def return_gradient(mdp, reward, x, pi):
     """``grad_x J_tau(x, pi) = R_x^T nu^pi / (1 - gamma)``, shape ``(d,)`` (any tau: the
     entropy term does not depend on x)."""
@@ -292,6 +297,7 @@ def return_gradient(mdp, reward, x, pi):
     return _reward_gradient(mdp, R, check_policy(mdp, pi))
 
 
+@_kernels.serial_when_small
 def optimal_return_gradient(mdp, reward, x, tau, solution=None, V0=None):
     """``grad_x J*_tau(x) = R_x^T nu^{pi*_tau(x)} / (1 - gamma)`` (Danskin), shape ``(d,)``.
 
@@ -361,6 +367,7 @@ def _pull_back(mdp, G):
     return G.ravel() @ mdp.P.reshape(mdp.S * mdp.A, mdp.S)
 
 
+@_kernels.serial_when_small
 def hypergradient(mdp, reward, objective, x, tau, *, form="adjoint", solution=None, V0=None,
                   full_output=False):
     """Exact gradient of ``Phi_tau(x) = f(x, pi*_tau(x))`` by implicit differentiation.
@@ -410,6 +417,7 @@ def hypergradient(mdp, reward, objective, x, tau, *, form="adjoint", solution=No
                          pi=pi, dpi_dx=dpi, form=form, solution=sol)
 
 
+@_kernels.serial_when_small
 def action_gap(mdp, reward, x, solution=None):
     """Smallest action gap of ``Q*_0(x)``: ``min_s (Q*(s, a_1) - Q*(s, a_2))`` for the best
     and second-best actions (0 when some state has tied optimal actions; inf when A = 1).

@@ -290,7 +290,21 @@ def _value_iteration(prob, V, max_iter, count=0, switch=False):
     """Plain sweeps.  With ``switch``, returns ("switch", V_hat, TV, count,
     needed) when the observed span contraction predicts ``needed >
     AUTO_SWITCH_SWEEPS`` sweeps: the midrange-corrected value and the last
-    sweep itself."""
+    sweep itself.  Small problems (``_kernels.SERIAL_MAX_WORK``) run the same
+    loop compiled (``_kernels.value_iteration_dense`` / ``_csr``: the same sweeps,
+    bounds and stopping rule, without a Python-level iteration per sweep)."""
+    mdp = prob.mdp
+    if _kernels.sweep_work(mdp) <= _kernels.SERIAL_MAX_WORK:
+        args = (prob.r, V.copy(), prob.TV, prob.Q, prob.gamma, prob.tau, prob.tol, int(max_iter), int(count),
+                bool(switch), float(AUTO_SWITCH_SWEEPS), prob.r_abs, float(prob.ent))
+        if mdp.is_sparse:
+            V, TV, count, bound, status, needed = _kernels.value_iteration_csr(*mdp.packed, *args)
+        else:
+            V, TV, count, bound, status, needed = _kernels.value_iteration_dense(mdp.P, *args)
+        if status == 2:
+            _, V_hat = prob.certify(V, TV)
+            return ("switch", V_hat, TV, count, needed)
+        return prob.result(V, prob.Q, TV, bound, count, "value_iteration")
     prev = None
     for i in range(max_iter):
         Q, TV = prob.sweep(V)
@@ -416,6 +430,7 @@ def _anderson(prob, V, max_iter, count=0):
     return prob.result(swept, Q, TV, bound, count, "anderson")
 
 
+@_kernels.serial_when_small
 def solve(mdp, r, tau=0.0, method="auto", tol=None, V0=None, max_iter=None, raise_on_failure=True):
     """Solve the (soft) Bellman optimality equation with a certified error bound.
 

@@ -481,3 +481,62 @@ def test_cli_solve_gamma_0999():
                           capture_output=True, text=True, timeout=300, cwd=sys.path[0])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("certified |V - V*| <=") == 2
+
+
+# --------------------------------------------------------------------------- small problems
+
+@settings(max_examples=examples(30))
+@given(data=st.data())
+def test_compiled_value_iteration_equals_python_loop(data):
+    """The compiled value-iteration loop of small problems gives the same bits (V, Q,
+    pi, bound, sweep count, method) as the Python-level loop it replaces (forced
+    here by setting the size threshold below every problem), for value iteration
+    and for "auto" on sparse MDPs, which starts with it and may switch."""
+    from exactbilevel import _kernels
+
+    mdp = data.draw(ebst.mdps(max_states=8, max_actions=3, gamma=(0.0, 0.999)))
+    r = data.draw(ebst.rewards(mdp, scale=(1e-3, 1e3)))
+    tau = data.draw(ebst.taus(1e-4, 1.0, include_zero=True))
+    method = data.draw(st.sampled_from(["value_iteration", "auto"]))
+    max_iter = data.draw(st.sampled_from([None, 1, 3]))
+    a = eb.solve(mdp, r, tau, method=method, max_iter=max_iter, raise_on_failure=False)
+    saved = _kernels.SERIAL_MAX_WORK
+    _kernels.SERIAL_MAX_WORK = -1
+    try:
+        b = eb.solve(mdp, r, tau, method=method, max_iter=max_iter, raise_on_failure=False)
+    finally:
+        _kernels.SERIAL_MAX_WORK = saved
+    assert (a.method, a.iterations, a.converged) == (b.method, b.iterations, b.converged)
+    assert a.error_bound == b.error_bound
+    for x, y in ((a.V, b.V), (a.Q, b.Q), (a.pi, b.pi)):
+        np.testing.assert_array_equal(x, y)
+
+
+def test_small_problem_runs_single_threaded_and_restores_threads():
+    """A small solve runs its kernels with one Numba thread (set thread-locally) and
+    restores the caller's thread count afterwards, also after an exception."""
+    import numba
+
+    mdp = eb.envs.random_mdp(3, 2, gamma=0.9, seed=0)
+    before = numba.get_num_threads()
+    seen = []
+
+    class Spy:  # an objective whose methods record the thread count inside hypergradient
+        def value(self, x, pi):
+            seen.append(numba.get_num_threads())
+            return 0.0
+
+        def grad_x(self, x, pi):
+            return np.zeros(x.size)
+
+        def grad_pi(self, x, pi):
+            seen.append(numba.get_num_threads())
+            return np.ones_like(pi)
+
+    reward = eb.LinearReward(np.ones((3, 2, 1)))
+    eb.hypergradient(mdp, reward, Spy(), np.zeros(1), 0.1, full_output=True)
+    assert seen and set(seen) == {1}
+    assert numba.get_num_threads() == before
+    with pytest.raises(ValueError):
+        eb.solve(mdp, np.zeros((3, 2)), tol=-1.0)
+    assert numba.get_num_threads() == before
