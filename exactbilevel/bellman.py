@@ -17,7 +17,9 @@ to 1e6 give no overflow and no NaN.  exp and log are those of
 compile to SIMD code.
 
 The sweeps are Numba kernels, parallel over states, for dense and CSR
-transitions alike; sparse MDPs whose states come in runs with the same
+transitions alike (the public functions run problems whose sweep reads at most
+``_kernels.SERIAL_MAX_WORK`` entries on one thread: a parallel launch costs
+more than such a sweep); sparse MDPs whose states come in runs with the same
 transitions up to the shift (grids) are swept on their stencil form
 (``TabularMDP.stencil``), with the same bits as the CSR sweep.
 """

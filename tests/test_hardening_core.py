@@ -45,7 +45,7 @@ def _valid_rows(S=3, A=2):
     return P / P.sum(axis=1, keepdims=True)
 
 
-@settings(max_examples=examples(60))
+@settings(max_examples=examples(40))
 @given(sparse_kernels())
 def test_every_sparse_format_stores_the_same_kernel(pair):
     """All formats, matrices and arrays, int32/int64 indices, unsorted indices and
