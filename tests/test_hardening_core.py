@@ -6,9 +6,11 @@ read out of bounds) run in a subprocess, so that a segmentation fault fails the
 test instead of killing pytest.
 """
 
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,10 +24,14 @@ from exactbilevel.testing.strategies import SPARSE_FORMATS, sparse_kernels
 from conftest import examples
 
 
+#: The checkout these tests belong to: subprocesses import exactbilevel from here.
+ROOT = Path(__file__).resolve().parents[1]
+
+
 def run_isolated(code, timeout=300):
-    """Run ``code`` in a fresh interpreter (this worktree first on sys.path);
+    """Run ``code`` in a fresh interpreter (this checkout first on sys.path);
     return the CompletedProcess.  A crash shows as a negative return code."""
-    prelude = f"import sys; sys.path.insert(0, {sys.path[0]!r})\n"
+    prelude = f"import sys; sys.path.insert(0, {str(ROOT)!r})\n"
     return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)],
                           capture_output=True, text=True, timeout=timeout)
 
@@ -108,6 +114,7 @@ def test_malformed_sparse_refused_without_crash():
     indices would also do, but the message must name P), in a subprocess."""
     code = """
     import numpy as np, scipy.sparse as sp, exactbilevel as eb
+    print("using", eb.__file__)
     S, A = 3, 2
     P = np.full((S * A, S), 1.0 / S)
     CASES = %r
@@ -126,6 +133,7 @@ def test_malformed_sparse_refused_without_crash():
     """ % (MALFORMED_CASES,)
     proc = run_isolated(code)
     assert_clean(proc)
+    assert f"using {ROOT}" in proc.stdout  # this checkout's exactbilevel
     assert proc.stdout.count("\nrefused ") + proc.stdout.startswith("refused ") == len(MALFORMED_CASES)
     assert "ValueError" in proc.stdout
 
@@ -477,8 +485,9 @@ def test_explicit_bad_tol_still_refused(tol):
 
 
 def test_cli_solve_gamma_0999():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.run([sys.executable, "-m", "exactbilevel", "solve", "--gamma", "0.999", "--n", "6"],
-                          capture_output=True, text=True, timeout=300, cwd=sys.path[0])
+                          capture_output=True, text=True, timeout=300, cwd=ROOT, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("certified |V - V*| <=") == 2
 
