@@ -91,10 +91,10 @@ class ActorCriticConfig:
     False logs only k, samples, x, tau, lam and time.  ``linearize_every`` (>= 1): steps
     between the linearizations of an objective that is not occupancy-linear (module
     docstring; a choice).  ``critic_init``: the starting value of the soft critics Qphi and
-    Qtheta (a choice); None gives ``gamma tau_0 log A / (1 - gamma)``, the soft value of
-    the uniform policy under a zero reward: the true soft values contain the entropy bonus,
-    up to ``tau log A / (1 - gamma)``, and where rho leaves states rarely visited (a tree
-    from its root) critics starting at 0 undervalue them and the actors learn to avoid them.
+    Qtheta (a choice); None gives ``(max r_x0 + tau_0 log A) / (1 - gamma)``, an upper
+    bound of every soft Q at x0 (optimistic: critics that start below the true values make
+    the actions not yet sampled look bad, and the actors learn to avoid them;
+    :mod:`exactbilevel.defaults`).
     ``fd_step`` (> 0) and ``fd_inner`` (>= 1) are the difference step h and the learner
     steps per estimate of the finite-difference baseline (``method="finite_differences"``).
 

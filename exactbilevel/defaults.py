@@ -14,6 +14,7 @@ side of the box is replaced, for the scales only, by ``x0_i +- max(1, |x0|_inf)`
 ``horizon``        H = 1 / (1 - gamma)
 ``reward_x0``      R0 = max r_x0 - min r_x0 (spread of the reward over (s, a) at x0)
 ``reward_box``     Rbox = the largest such spread over the probe points
+``reward_max_x0``  max r_x0 (for the critics' start)
 ``reward_ref``     Rref = sqrt(max(R0, Rbox / 100) Rbox): the geometric mean of the spread at
                    x0 and over the box (x travels between the two; R0 is floored at Rbox / 100 so
                    that x0 = 0 of a linear reward does not give Rref = 0)
@@ -46,10 +47,17 @@ zeta (upper)    c_z L / (sqrt(2) lam0 H G) (k+1)^-0.3  the x-noise sd per step, 
                                                      is c_z box widths; c_z = 1e-3 / sqrt(B)
                                                      sampled with batch B; with exact updates
                                                      c_z = 1e-2 and lam0 -> F / (tau0 H) (rates)
-critic_init     gamma H tau0 log A                   the soft value of the uniform policy under a
-                                                     zero reward: soft critics that start below
-                                                     the entropy bonus make rarely visited states
-                                                     look bad
+critic_init     H (max r_x0 + tau0 log A)            optimistic: an upper bound of every soft Q at
+                                                     x0.  A natural actor moves a row by the
+                                                     advantages of all its actions, so actions not
+                                                     yet sampled are judged by their critics' start;
+                                                     started below the true values they look bad,
+                                                     are not sampled again and the lower level
+                                                     locks (on the 10 x 10 GridWorld a start at the
+                                                     uniform policy's soft value under a zero
+                                                     reward left residual_phi at the uniform
+                                                     policy's); started above, they are tried and
+                                                     corrected
 actor           "npg"                                the natural actor (spec section 4 variant);
                                                      softmax PG moves a row by pi(a|s) times as
                                                      much, and over the bench_defaults family its
@@ -116,6 +124,7 @@ class ProblemScales:
     reward_x0: float
     reward_box: float
     reward_ref: float
+    reward_max_x0: float
     feature: float
     box_width: float
     cost: float
@@ -149,6 +158,7 @@ def problem_scales(problem):
     mdp = problem.mdp
     points, lo, hi = _probe_points(problem)
     spreads, feats = [], []
+    r_max = float(np.max(problem.reward.value(points[0])))
     for x in points:
         r = np.asarray(problem.reward.value(x), dtype=np.float64)
         R = np.asarray(problem.reward.jacobian(x), dtype=np.float64)
@@ -159,7 +169,7 @@ def problem_scales(problem):
     R0, Rbox = spreads[0], max(spreads)
     return ProblemScales(
         horizon=1.0 / (1.0 - mdp.gamma), reward_x0=R0, reward_box=Rbox,
-        reward_ref=math.sqrt(max(R0, Rbox / 100.0) * Rbox), feature=max(feats),
+        reward_ref=math.sqrt(max(R0, Rbox / 100.0) * Rbox), reward_max_x0=r_max, feature=max(feats),
         box_width=float(np.linalg.norm(hi - lo)), cost=float(c.max() - c.min()),
         S=int(mdp.S), A=int(mdp.A), gamma=float(mdp.gamma),
     )
@@ -201,7 +211,7 @@ def default_schedules(scales, given, exact=False, batch=1):
         out["zeta"] = sch.power(c * _need(scales.box_width, "box width", "zeta") / (math.sqrt(2.0) * lam0 * H * G),
                                 ZETA_P)
     ci = given.get("critic_init")
-    out["critic_init"] = float(ci) if ci is not None else scales.gamma * H * tau0 * math.log(scales.A)
+    out["critic_init"] = float(ci) if ci is not None else H * (scales.reward_max_x0 + tau0 * math.log(scales.A))
     return out
 
 

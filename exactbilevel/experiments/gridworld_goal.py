@@ -157,13 +157,13 @@ def methods(cfg):
     """``name -> (method, ActorCriticConfig, seeds)`` for every curve of the figures."""
     common = dict(step_sizes(cfg), actor=cfg.actor, log_every=cfg.log_every, steps=cfg.steps)
 
-    def start(tau):  # the largest soft value, (max r + tau log A) / (1 - gamma), max r = 1 (the bump)
-        return (1.0 + tau * np.log(5)) / (1.0 - cfg.gamma) if cfg.optimistic else 0.0
+    def start(tau):  # optimistic: the largest soft value, (max r + tau log A) / (1 - gamma), max r = 1 (the bump)
+        return dict(critic_init=(1.0 + tau * np.log(5)) / (1.0 - cfg.gamma)) if cfg.optimistic else {}
 
-    decaying = dict(common, tau=schedules.power(cfg.tau0, cfg.tau_decay), critic_init=start(cfg.tau0))
+    decaying = dict(common, tau=schedules.power(cfg.tau0, cfg.tau_decay), **start(cfg.tau0))
     out = {"decaying tau": ("actor_critic", decaying, cfg.seeds)}
     for t in cfg.tau_fixed:
-        out[f"fixed tau = {t:g}"] = ("actor_critic", dict(common, tau=t, critic_init=start(t)), cfg.seeds)
+        out[f"fixed tau = {t:g}"] = ("actor_critic", dict(common, tau=t, **start(t)), cfg.seeds)
     out["partial SGD"] = ("partial_sgd", decaying, cfg.seeds)
     # the same learner-step budget: (2 d + 1) fd_inner learner steps per outer step, d = 2
     fd_steps = max(1, cfg.steps // (5 * cfg.fd_inner))

@@ -191,13 +191,13 @@ def methods(cfg):
     common = dict(step_sizes(cfg), actor=cfg.actor, log_every=cfg.log_every, steps=cfg.steps,
                   linearize_every=cfg.linearize_every, diagnostics=False)
     decaying = schedules.power(cfg.tau0, cfg.tau_decay)
-    # critics start at the soft value gamma tau log A / (1 - gamma) of the uniform policy under a zero reward
-    start = cfg.gamma * np.log(len(cfg.vocab) + 1) / (1 - cfg.gamma)
+    # critics start at the resolved default, the soft value gamma tau_0 log A / (1 - gamma) of the
+    # uniform policy under a zero reward
     oracle = dict(common, steps=cfg.oracle_steps, log_every=max(1, cfg.oracle_steps // 50), zeta=cfg.oracle_zeta,
                   tau=cfg.tau_fixed)
-    fixed = dict(common, tau=cfg.tau_fixed, critic_init=start * cfg.tau_fixed)
+    fixed = dict(common, tau=cfg.tau_fixed)
     return {
-        "bilevel, decaying tau": ("actor_critic", dict(common, tau=decaying, critic_init=start * cfg.tau0), cfg.seeds),
+        "bilevel, decaying tau": ("actor_critic", dict(common, tau=decaying), cfg.seeds),
         f"bilevel, tau = {cfg.tau_fixed:g}": ("actor_critic", fixed, cfg.seeds),
         "RLHF": ("rlhf", fixed, cfg.seeds),
         "partial SGD": ("partial_sgd", fixed, cfg.seeds),
