@@ -110,6 +110,8 @@ class ActorCriticConfig:
     actor: str = "pg"
     exact: bool = False
     log_every: int | None = None
+    log_spacing: str = "linear"
+    logs_per_decade: int = 20
     diagnostics: bool = True
     fd_step: float = 0.1
     fd_inner: int = 1000
@@ -128,6 +130,9 @@ class ActorCriticConfig:
         object.__setattr__(self, "batch", check_int("batch", self.batch, minimum=1))
         log_every = max(1, steps // 100) if self.log_every is None else check_int("log_every", self.log_every, minimum=1)
         object.__setattr__(self, "log_every", log_every)
+        if self.log_spacing not in ("linear", "geometric"):
+            raise ValueError(f"log_spacing must be 'linear' or 'geometric', got {self.log_spacing!r}")
+        object.__setattr__(self, "logs_per_decade", check_int("logs_per_decade", self.logs_per_decade, minimum=1))
         object.__setattr__(self, "fd_inner", check_int("fd_inner", self.fd_inner, minimum=1))
         object.__setattr__(self, "linearize_every", check_int("linearize_every", self.linearize_every, minimum=1))
         if not (isinstance(self.fd_step, (int, float)) and self.fd_step > 0):
@@ -195,6 +200,23 @@ class ActorCriticConfig:
         for name in ("tau", "lam", "alpha", "beta", "zeta"):
             out[name] = repr(getattr(self, name))
         return out
+
+    def log_steps(self):
+        """The logging points: the sorted int64 array of the steps k at which a row is logged.
+
+        ``"linear"``: k = 0, log_every, 2 log_every, ... and k = steps.  ``"geometric"``:
+        k = 0, k = steps and the integers ``round(10 ** (j / logs_per_decade))``, j = 0, 1,
+        ..., that are <= steps, without repeats (every integer while they are closer than 1,
+        then about ``logs_per_decade`` a decade)."""
+        n = self.steps
+        if self.log_spacing == "linear":
+            inner = np.arange(0, n, self.log_every, dtype=np.int64)
+        else:
+            m = self.logs_per_decade
+            j = np.arange(int(np.ceil(m * np.log10(n))) + 1)
+            inner = np.rint(10.0 ** (j / m)).astype(np.int64)
+            inner = inner[inner <= n]
+        return np.unique(np.concatenate([np.zeros(1, np.int64), inner, np.array([n], np.int64)]))
 
 
 @dataclass
@@ -355,16 +377,18 @@ def expected_step(problem, state, tau, lam, alpha, beta, zeta, natural=False):
     state.k += 1
 
 
-def run_actor_critic(problem, config, rng, on_log, partial=False, resume=None):
+def run_actor_critic(problem, config, rng, on_log, partial=False, resume=None, on_steps=None):
     """Drive the loop between logging points.
 
-    ``on_log(state, loop)`` is called at k = 0 and after every ``log_every`` steps (and at
-    the end), with ``loop`` the dict of everything else the loop needs to continue
+    ``on_log(state, loop)`` is called at every k of ``config.log_steps()`` (k = 0 and
+    k = steps included), with ``loop`` the dict of everything else the loop needs to continue
     (``chains``, ``counter``; the Generator ``rng`` is the caller's): enough, with
     ``state``, for a checkpoint (and, for a linearized objective, the current linearization
     ``cost`` and ``gx0``).  ``resume=(state, loop)`` continues from such a point
     instead of starting (the k = 0 call is then skipped).  ``partial``: partial SGD (the
-    upper step uses grad_x f only; sampled mode)."""
+    upper step uses grad_x f only; sampled mode).  ``on_steps(k)``, if given, is called
+    after every block of steps with the steps done; the sampled blocks are then at most
+    steps // 1000 long, which changes no draw (the loop carries its state across blocks)."""
     if not isinstance(problem, BilevelProblem):
         raise TypeError(f"problem must be an eb.BilevelProblem, got {type(problem).__name__}")
     model = compiled_model(problem)
@@ -380,9 +404,12 @@ def run_actor_critic(problem, config, rng, on_log, partial=False, resume=None):
     else:
         state, loop = resume
         model.update({n: np.ascontiguousarray(loop[n]) for n in ("cost", "gx0") if n in loop})
+    logs = config.log_steps()
     k = state.k
     while k < config.steps:
-        nxt = min(config.steps, (k // config.log_every + 1) * config.log_every)
+        nxt = int(logs[np.searchsorted(logs, k, side="right")])
+        if on_steps is not None:
+            nxt = min(nxt, k + max(1, config.steps // 1000))  # splitting changes no draw (all_row_lse)
         if model["linearized"] and not config.exact:
             if k % config.linearize_every == 0:
                 linearize(problem, model, state, partial)
@@ -397,6 +424,8 @@ def run_actor_critic(problem, config, rng, on_log, partial=False, resume=None):
             sampled_steps(problem, config, state, np.arange(k, nxt), rng, model, sampler, loop["chains"],
                           loop["counter"], partial)
         k = nxt
-        if k % config.log_every == 0 or k == config.steps:
+        if on_steps is not None:
+            on_steps(k)
+        if logs[np.searchsorted(logs, k)] == k:
             on_log(state, loop)
     return state
