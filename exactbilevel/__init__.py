@@ -20,6 +20,7 @@ from .problem import BilevelProblem
 from .actor_critic import ActorCriticConfig, ScheduleWarning
 from .trace import Trace
 from .rates import RateFit, fit_rate, rate_table
+from .running import running_mean, running_min
 from .runner import run
 from . import envs, preferences, schedules
 

@@ -99,7 +99,7 @@ def _finite_differences(problem, config, rng, on_log, on_steps):
         return (1 - mdp.gamma) * float(mdp.rho @ np.sum(pi * st.Qc, axis=1)) + 0.5 * obj.kappa * float(z @ z)
 
     on_log(state)
-    logs, i = config.log_steps(), 1  # logs[i]: the next logging point
+    logs, at = config.log_steps(), 1  # logs[at]: the next logging point
     h, m = float(config.fd_step), config.fd_inner
     for k in range(config.steps):
         v = config.schedule_values(np.array([k]))
@@ -120,8 +120,8 @@ def _finite_differences(problem, config, rng, on_log, on_steps):
         state.k = k + 1
         if on_steps is not None:
             on_steps(state.k)
-        if state.k == logs[i]:
-            i += 1
+        if state.k == logs[at]:
+            at += 1
             _mirror(state)
             on_log(state)
     return state
@@ -143,7 +143,7 @@ def _rlhf(problem, config, rng, on_log, on_steps):
     logs = config.log_steps()
     # with a progress display, blocks of at most steps // 1000 (splitting changes no draw)
     ends = logs if on_steps is None else np.union1d(logs, np.arange(0, config.steps, max(1, config.steps // 1000)))
-    i = 1  # logs[i]: the next logging point
+    at = 1  # logs[at]: the next logging point
     for start, stop in zip(ends[:-1], ends[1:]):
         ks = np.arange(start, stop)
         v = config.schedule_values(ks)
@@ -151,8 +151,8 @@ def _rlhf(problem, config, rng, on_log, on_steps):
         state.k = int(stop)
         if on_steps is not None:
             on_steps(state.k)
-        if state.k == logs[i]:
-            i += 1
+        if state.k == logs[at]:
+            at += 1
             _mirror(state)
             on_log(state)
     return state
@@ -184,7 +184,7 @@ def _oracle_descent(problem, config, on_log, on_steps, penalty):
     tau, sol, pen = lower(0)
     sync(tau, sol, pen)
     on_log(state)
-    logs, i = config.log_steps(), 1  # logs[i]: the next logging point
+    logs, at = config.log_steps(), 1  # logs[at]: the next logging point
     for k in range(config.steps):
         zeta = float(config.schedule_values(np.array([k]))["zeta"][0])
         g = pen.grad_ell if penalty else hypergradient(mdp, reward, obj, state.x, tau, solution=sol)
@@ -195,8 +195,8 @@ def _oracle_descent(problem, config, on_log, on_steps, penalty):
         tau, sol, pen = lower(k + 1)
         if on_steps is not None:
             on_steps(state.k)
-        if state.k == logs[i]:
-            i += 1
+        if state.k == logs[at]:
+            at += 1
             sync(tau, sol, pen)
             on_log(state)
     return state
