@@ -99,8 +99,9 @@ class ActorCriticConfig:
     the iterate; on one core they cost about as much as 3 * 10^3 i.i.d. (6 * 10^3 Markov)
     loop steps at S = 20, A = 4 and 5 * 10^3 (1.3 * 10^4) at S = 100, A = 5 (the 10 x 10
     GridWorld), growing with S as the exact solves do.  In a sampled run they run beside
-    the loop in a background thread, so with a second core they cost wall time only where
-    logging points are closer than that (the first points of a geometric spacing).
+    the loop in a background thread, so with a second core a run takes about the longer of
+    the loop and all its points' diagnostics (151 points at S = 100: about 8 * 10^5 steps'
+    worth); with a checkpoint every point waits for its diagnostics, which adds them.
 
     Invalid: steps <= 0, tau_0 < 0, lam_0 <= 0, a step size <= 0, or a broken
     time-scale ordering (beta_k >= alpha_k >= zeta_k must hold on the run) raise
