@@ -334,11 +334,7 @@ def run(problem, config, seed=0, method="actor_critic", checkpoint=None, metrics
             _save_checkpoint(checkpoint, run_id, state, loop, rng, rows, diag)
 
     bar = tqdm.tqdm(total=config.steps, desc=method, unit="step", unit_scale=True) if progress else None
-
-    def on_steps(k):
-        bar.update(k - bar.n)
-
-    on_steps = on_steps if progress else None
+    on_steps = None if bar is None else (lambda k: bar.update(k - bar.n))  # k: the steps done
     try:
         if method == "finite_differences":
             _finite_differences(problem, config, rng, on_log, on_steps)
@@ -348,7 +344,7 @@ def run(problem, config, seed=0, method="actor_critic", checkpoint=None, metrics
             resume = None
             if checkpoint is not None and checkpoint.exists():
                 resume = _load_checkpoint(checkpoint, run_id, rng, rows, diag)
-                if bar is not None:
+                if on_steps is not None:
                     on_steps(resume[0].k)
             run_actor_critic(problem, config, rng, on_log, partial=method == "partial_sgd", resume=resume,
                              on_steps=on_steps)
