@@ -11,6 +11,7 @@ from .bellman import bellman_operator, policy_from_q, q_values
 from .solvers import ConvergenceError, SolveResult, solve
 from .evaluation import evaluate, occupancy
 from .objectives import CallableObjective, DistributionMatchingObjective, OccupancyObjective
+from .limits import limit_policy, optimal_actions
 from .gradients import (
     Hypergradient, action_gap, expected_return, hypergradient, natural_policy_gradient,
     optimal_return_gradient, policy_gradient, return_gradient, soft_advantage, softmax_policy,
@@ -52,6 +53,8 @@ __all__ = [
     "hypergradient",
     "Hypergradient",
     "action_gap",
+    "limit_policy",
+    "optimal_actions",
     "value_penalty",
     "penalty_lagrangian",
     "Lagrangian",

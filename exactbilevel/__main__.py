@@ -17,21 +17,102 @@ Subcommands, each with ``--help``:
 ``solve [--n N] [--gamma G] [--tol T]``
     solve the N x N GridWorld exactly at tau = 0 and 0.1 and print V*, the greedy
     policy as arrows, the certified error bound, the residual and the time.
+
+Errors: a mistake of the user (an unknown experiment, a configuration value of the
+wrong type, shape or range, a path that cannot be read or written, an option out of
+range) prints one line on stderr naming the option or key and what is expected, and
+exits with status 2, before anything is computed where it can be checked first.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
+import math
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+#: Largest side accepted by ``solve --n`` (N^2 states, and the grid is printed).
+MAX_SOLVE_N = 300
+
+
+class UserError(SystemExit):
+    """A mistake of the user: ``main`` prints ``message`` (one line) on stderr and exits with status 2.
+
+    A SystemExit (code 2) whose ``str`` is the message."""
+
+    def __init__(self, message):
+        super().__init__(2)
+        self.message = " ".join(str(message).split())  # one line
+
+    def __str__(self):
+        return self.message
+
+
+def _fail(message):
+    raise UserError(f"exactbilevel: {message}")
+
+
+@contextlib.contextmanager
+def _user_input(prefix):
+    """ValueError and TypeError raised while checking what the user gave -> UserError."""
+    try:
+        yield
+    except (ValueError, TypeError) as exc:
+        _fail(f"{prefix}{exc}")
+
+
+def _os_message(exc):
+    """One line naming the path and the reason of an OSError."""
+    paths = " -> ".join(os.fspath(f) for f in (exc.filename, exc.filename2) if f is not None)
+    reason = exc.strerror or str(exc) or type(exc).__name__
+    return f"{paths}: {reason}" if paths else reason
+
+
+def _at_least(value, low, option, what="an integer"):
+    if value is not None and value < low:
+        _fail(f"{option} must be {what} >= {low}, got {value}")
+
+
+def _check_writable(path, option):
+    """``path`` is a folder in which a file can be created (tried for real: root ignores permission bits)."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path, prefix=".exactbilevel-write-test-")
+    except OSError as exc:
+        _fail(f"{option} {path}: cannot write in this folder ({exc.strerror or exc}); choose a writable folder")
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def _output_folder(path, option="--out"):
+    """The results folder ``path``, created if needed and checked writable, before anything runs."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        _fail(f"{option} {path}: exists and is not a folder; give a new or an existing folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        _fail(f"{option} {path}: cannot create the folder ({exc.strerror or exc}); choose a writable place")
+    _check_writable(path, option)
+    return path
+
 
 def _solve(args):
     from . import GaussianGoalReward, envs, solve
 
+    if not 1 <= args.n <= MAX_SOLVE_N:
+        _fail(f"--n must be an integer in [1, {MAX_SOLVE_N}] (the side of the grid), got {args.n}")
+    if not 0 <= args.gamma < 1:
+        _fail(f"--gamma must be a discount in [0, 1), got {args.gamma}")
+    if args.tol is not None and not (math.isfinite(args.tol) and args.tol > 0):
+        _fail(f"--tol must be a finite number > 0, got {args.tol}")
+    tol = {} if args.tol is None else {"tol": args.tol}
     grid = envs.gridworld(n=args.n, gamma=args.gamma)
     goal = np.array([args.n - 1.0, args.n - 1.0])
     corner = args.n - 1
@@ -40,7 +121,8 @@ def _solve(args):
     np.set_printoptions(precision=2, suppress=True, linewidth=120)
     for tau in (0.0, 0.1):
         t0 = time.perf_counter()
-        sol = solve(grid.mdp, r, tau=tau, tol=args.tol)
+        with _user_input("solve: "):  # e.g. --tol below the float64 floor of the problem
+            sol = solve(grid.mdp, r, tau=tau, **tol)
         dt = time.perf_counter() - t0
         print(f"\ntau = {tau}: method {sol.method}, {sol.iterations} iterations, "
               f"residual {sol.residual:.2e}, certified |V - V*| <= {sol.error_bound:.2e}, {dt * 1e3:.1f} ms")
@@ -53,27 +135,28 @@ def _solve(args):
 
 
 def _experiment(name, running=False):
-    """``(module, configuration class, description)``; SystemExit for an unknown name or, when
+    """``(module, configuration class, description)``; UserError for an unknown name or, when
     ``running``, for a missing optional dependency (the module's ``missing()`` says which)."""
     from .experiments import EXPERIMENTS
 
-    if name not in EXPERIMENTS:
-        raise SystemExit(f"exactbilevel: unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
+    if not isinstance(name, str) or name not in EXPERIMENTS:
+        _fail(f"unknown experiment {name!r}; known: {', '.join(EXPERIMENTS)}")
     problem = getattr(EXPERIMENTS[name][0], "missing", lambda: None)() if running else None
     if problem:
-        raise SystemExit(f"exactbilevel: {name}: {problem}")
+        _fail(f"{name}: {problem}")
     return EXPERIMENTS[name]
 
 
 def _run(args):
-    from .experiments.config import ConfigError, load
+    from .experiments.config import load
 
     module, cls, _ = _experiment(args.experiment, running=True)
-    try:
+    _at_least(args.seeds, 1, "--seeds")
+    _at_least(args.steps, 1, "--steps")
+    _at_least(args.workers, 1, "--workers")
+    with _user_input("bad configuration: "):
         cfg = load(cls, args.config, seeds=args.seeds, steps=args.steps)
-    except ConfigError as exc:
-        raise SystemExit(f"exactbilevel: bad configuration: {exc}") from None
-    out = Path(args.out or f"results/{args.experiment}")
+    out = _output_folder(args.out or f"results/{args.experiment}")
     t0 = time.perf_counter()
     rows = module.run_experiment(cfg, out, workers=args.workers, progress=not args.quiet)
     print(module.table(rows))
@@ -82,16 +165,21 @@ def _run(args):
 
 
 def _sweep(args):
-    from .experiments.config import ConfigError
-    from .experiments.sweep import sweep
+    from .experiments.sweep import configurations, sweep
 
     module, cls, _ = _experiment(args.experiment, running=True)
-    out = Path(args.out or f"results/{args.experiment}-sweep")
-    try:
+    _at_least(args.workers, 1, "--workers")
+    if args.scheduler is not None:
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            _fail('--scheduler needs dask.distributed: pip install "exactbilevel[dask]"')
+    with _user_input("bad configuration: "):
+        configurations(cls, args.grid, args.config)  # every combination, before anything runs
+    out = _output_folder(args.out or f"results/{args.experiment}-sweep")
+    with _user_input("bad configuration: "):
         results = sweep(module, cls, args.grid, out, base=args.config, workers=args.workers,
                         scheduler=args.scheduler, progress=not args.quiet)
-    except ConfigError as exc:
-        raise SystemExit(f"exactbilevel: bad configuration: {exc}") from None
     for label, rows in results.items():
         print(f"\n== {label}\n{module.table(rows)}")
     print(f"\nresults in {out}/")
@@ -99,14 +187,26 @@ def _sweep(args):
 
 
 def _plot(args):
-    import json
-
     out = Path(args.results)
+    if not out.is_dir():
+        _fail(f"{out} is not a folder: give a results folder written by `exactbilevel run`")
     summary = out / "summary.json"
-    if not summary.exists():
-        raise SystemExit(f"exactbilevel: {out} is not a results folder (no summary.json)")
-    name = json.loads(summary.read_text()).get("experiment", "gridworld-goal")
-    _experiment(name)[0].figures(out)
+    if not summary.is_file():
+        _fail(f"{out} is not a results folder (no summary.json)")
+    try:
+        doc = json.loads(summary.read_text(encoding="utf-8"))
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+        _fail(f"{summary} is damaged ({exc}); run the experiment again to rewrite it")
+    methods = doc.get("methods") if isinstance(doc, dict) else None
+    if not (isinstance(methods, list) and all(isinstance(m, str) for m in methods)):
+        _fail(f"{summary} is damaged (no list of method names under \"methods\"); run the experiment again")
+    module = _experiment(doc.get("experiment", "gridworld-goal"))[0]
+    _check_writable(out, "RESULTS_DIR")
+    try:
+        module.figures(out)
+    except (ValueError, KeyError) as exc:  # a damaged or incomplete data file of the folder
+        text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        _fail(f"{out} is damaged or incomplete: {text}; run the experiment again")
     print(f"figures written in {out}/")
     return 0
 
@@ -127,8 +227,15 @@ def _config(args):
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's errors as one line (UserError, exit status 2) instead of the usage text."""
+
+    def error(self, message):
+        raise UserError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
 def parser():
-    p = argparse.ArgumentParser(prog="exactbilevel", description="Bi-level RL on tabular MDPs against exact ground truth.")
+    p = _Parser(prog="exactbilevel", description="Bi-level RL on tabular MDPs against exact ground truth.")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run an experiment and write its results folder")
     r.add_argument("experiment", help="experiment name (see `exactbilevel list`)")
@@ -159,14 +266,29 @@ def parser():
     s = sub.add_parser("solve", help="solve the N x N GridWorld exactly and print V* and the policy")
     s.add_argument("--n", type=int, default=10, help="side of the grid (default 10)")
     s.add_argument("--gamma", type=float, default=0.95, help="discount (default 0.95)")
-    s.add_argument("--tol", type=float, default=1e-10, help="certified tolerance on V (default 1e-10)")
+    s.add_argument("--tol", type=float, default=None,
+                   help="certified tolerance on V (default: the default of exactbilevel.solve)")
     s.set_defaults(func=_solve)
     return p
 
 
 def main(argv=None):
-    args = parser().parse_args(argv)
-    return args.func(args)
+    """Run the command line with ``argv`` (default ``sys.argv[1:]``); returns the exit status.
+
+    A user's mistake prints one line on stderr and raises :class:`UserError` (a SystemExit
+    with code 2): a bad option or configuration value, an unknown experiment, or a path
+    that cannot be read or written (any OSError)."""
+    try:
+        if argv is not None and any("\0" in str(a) for a in argv):  # a shell cannot pass one; paths refuse it
+            _fail("an argument contains a NUL character")
+        args = parser().parse_args(argv)
+        return args.func(args)
+    except UserError as exc:
+        error = exc
+    except OSError as exc:
+        error = UserError(f"exactbilevel: {_os_message(exc)}")
+    print(error.message, file=sys.stderr)
+    raise error
 
 
 if __name__ == "__main__":

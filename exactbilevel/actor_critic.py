@@ -46,21 +46,24 @@ Schedules are pure callables of k (:mod:`exactbilevel.schedules`); a number is a
 
 from __future__ import annotations
 
+import math
+import numbers
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
 from . import _actor_critic_kernels as K
 from . import schedules as sch
 from ._validation import check_int
+from .defaults import SCHEDULE_NAMES, default_schedules, problem_scales, time_scale_rates
 from .evaluation import policy_system
 from .gradients import _next_expectation, log_softmax, softmax_policy
 from .objectives import OccupancyObjective, occupancy_cost
 from .problem import BilevelProblem
 from .rewards import GaussianGoalReward, LinearReward, TabularReward
 
-__all__ = ["ActorCriticConfig", "ScheduleWarning", "ActorCriticState", "expected_step", "SAMPLING", "ACTORS"]
+__all__ = ["ActorCriticConfig", "Resolution", "ScheduleWarning", "ActorCriticState", "expected_step", "SAMPLING", "ACTORS"]
 
 SAMPLING = ("iid", "markov")
 ACTORS = ("pg", "npg")
@@ -76,20 +79,24 @@ class ActorCriticConfig:
 
     Schedules (numbers are constants; callables of k, e.g. ``eb.schedules.power(c0, p)``):
     ``tau`` (entropy weight, >= 0), ``lam`` (penalty, > 0), ``alpha`` (actors),
-    ``beta`` (critics), ``zeta`` (upper).  ``steps`` >= 1; ``log_every``
-    (default steps // 100, at least 1) sets the logging points; ``sampling``
-    "iid" or "markov"; ``batch`` >= 1; ``actor`` "pg" or "npg"; ``exact``
-    replaces sampled updates by their expectations; ``diagnostics`` False logs
-    only k, samples, x, tau, lam and time.  ``linearize_every`` (>= 1): steps
-    between the linearizations of an objective that is not occupancy-linear
-    (module docstring; a choice).  ``critic_init``: the starting value of the soft
-    critics Qphi and Qtheta (a choice; 0 by default).  The true soft values contain
-    the entropy bonus, up to ``tau log A / (1 - gamma)``; where rho leaves states rarely
-    visited (a tree from its root), critics starting at 0 undervalue them and the
-    actors learn to avoid them, and ``gamma tau_0 log A / (1 - gamma)`` (the soft
-    value of the uniform policy under a zero reward) avoids that.  ``fd_step`` (> 0) and ``fd_inner``
-    (>= 1) are the difference step h and the learner steps per estimate of the
-    finite-difference baseline (``method="finite_differences"``).
+    ``beta`` (critics), ``zeta`` (upper).  Each left at None is derived from the problem's
+    scales when the run starts (:mod:`exactbilevel.defaults`: formulas and reasons);
+    :meth:`resolve` shows the numbers before a run, and the trace's ``meta["resolved"]``
+    records them.  A schedule the user passes is used exactly as given.
+
+    ``steps`` >= 1; ``log_every`` (default steps // 100, at least 1) sets the logging
+    points; ``sampling`` "iid" or "markov"; ``batch`` >= 1; ``actor`` "npg" (natural,
+    the default: a choice, see :mod:`exactbilevel.defaults`) or "pg" (softmax policy
+    gradient); ``exact`` replaces sampled updates by their expectations; ``diagnostics``
+    False logs only k, samples, x, tau, lam and time.  ``linearize_every`` (>= 1): steps
+    between the linearizations of an objective that is not occupancy-linear (module
+    docstring; a choice).  ``critic_init``: the starting value of the soft critics Qphi and
+    Qtheta (a choice); None gives ``gamma tau_0 log A / (1 - gamma)``, the soft value of
+    the uniform policy under a zero reward: the true soft values contain the entropy bonus,
+    up to ``tau log A / (1 - gamma)``, and where rho leaves states rarely visited (a tree
+    from its root) critics starting at 0 undervalue them and the actors learn to avoid them.
+    ``fd_step`` (> 0) and ``fd_inner`` (>= 1) are the difference step h and the learner
+    steps per estimate of the finite-difference baseline (``method="finite_differences"``).
 
     Logging points (:meth:`log_steps`): ``log_spacing="linear"`` (default) logs every
     ``log_every`` steps; ``"geometric"`` logs about ``logs_per_decade`` (>= 1, default 20)
@@ -103,23 +110,26 @@ class ActorCriticConfig:
     the loop and all its points' diagnostics (151 points at S = 100: about 8 * 10^5 steps'
     worth); with a checkpoint every point waits for its diagnostics, which adds them.
 
-    Invalid: steps <= 0, tau_0 < 0, lam_0 <= 0, a step size <= 0, or a broken
-    time-scale ordering (beta_k >= alpha_k >= zeta_k must hold on the run) raise
-    ValueError.  Conditions that hold only asymptotically (alpha/beta -> 0,
-    zeta lam / alpha -> 0, |tau_{k+1} - tau_k| / (alpha_k tau_k) -> 0,
-    lam_k -> infinity, tau_k -> 0) are checked numerically between k = steps/10
-    and k = steps; a violation is a :class:`ScheduleWarning` that names it.
+    Invalid (ValueError, here): steps <= 0, tau_k < 0, lam_k <= 0, a step size <= 0 on the
+    run.  Checked when the run starts (:meth:`resolve`), in unit-free form
+    (:func:`exactbilevel.defaults.time_scale_rates`: b = beta, a = alpha H tau,
+    z = zeta lam H G sqrt(2) / L): the time-scale ordering b_k >= a_k >= z_k on the run
+    (ValueError that says which schedule to change), and the conditions that hold only
+    asymptotically (alpha/beta -> 0, zeta lam / alpha -> 0,
+    |tau_{k+1} - tau_k| / (alpha_k tau_k) -> 0, lam_k -> infinity, tau_k -> 0), checked
+    numerically between k = steps/10 and k = steps (ratios, so unit-free); a violation is a
+    :class:`ScheduleWarning` that names it.
     """
 
     steps: int
-    tau: object = field(default_factory=lambda: sch.power(0.5, 0.2))
-    lam: object = field(default_factory=lambda: sch.power(10.0, -0.2))
-    alpha: object = field(default_factory=lambda: sch.power(0.5, 0.5))
-    beta: object = field(default_factory=lambda: sch.power(0.5, 0.4))
-    zeta: object = field(default_factory=lambda: sch.power(0.05, 0.8))
+    tau: object = None
+    lam: object = None
+    alpha: object = None
+    beta: object = None
+    zeta: object = None
     sampling: str = "iid"
     batch: int = 1
-    actor: str = "pg"
+    actor: str = "npg"
     exact: bool = False
     log_every: int | None = None
     log_spacing: str = "linear"
@@ -128,13 +138,14 @@ class ActorCriticConfig:
     fd_step: float = 0.1
     fd_inner: int = 1000
     linearize_every: int = 100
-    critic_init: float = 0.0
+    critic_init: float | None = None
 
     def __post_init__(self):
         steps = check_int("steps", self.steps, minimum=1)
         object.__setattr__(self, "steps", steps)
-        for name in ("tau", "lam", "alpha", "beta", "zeta"):
-            object.__setattr__(self, name, sch.as_schedule(name, getattr(self, name)))
+        for name in SCHEDULE_NAMES:
+            if getattr(self, name) is not None:
+                object.__setattr__(self, name, sch.as_schedule(name, getattr(self, name)))
         if self.sampling not in SAMPLING:
             raise ValueError(f"sampling must be one of {SAMPLING}, got {self.sampling!r}")
         if self.actor not in ACTORS:
@@ -147,52 +158,99 @@ class ActorCriticConfig:
         object.__setattr__(self, "logs_per_decade", check_int("logs_per_decade", self.logs_per_decade, minimum=1))
         object.__setattr__(self, "fd_inner", check_int("fd_inner", self.fd_inner, minimum=1))
         object.__setattr__(self, "linearize_every", check_int("linearize_every", self.linearize_every, minimum=1))
-        if not (isinstance(self.fd_step, (int, float)) and self.fd_step > 0):
-            raise ValueError(f"fd_step must be a number > 0, got {self.fd_step!r}")
-        if isinstance(self.critic_init, bool) or not isinstance(self.critic_init, (int, float)) \
-                or not np.isfinite(self.critic_init):
-            raise ValueError(f"critic_init must be a finite number, got {self.critic_init!r}")
-        if not isinstance(self.exact, bool) or not isinstance(self.diagnostics, bool):
+        object.__setattr__(self, "fd_step", _positive_number("fd_step", self.fd_step))
+        if self.critic_init is not None:
+            object.__setattr__(self, "critic_init", _finite_number("critic_init", self.critic_init))
+        if not isinstance(self.exact, (bool, np.bool_)) or not isinstance(self.diagnostics, (bool, np.bool_)):
             raise TypeError("exact and diagnostics must be True or False")
-        self._check_schedules()
+        object.__setattr__(self, "exact", bool(self.exact))
+        object.__setattr__(self, "diagnostics", bool(self.diagnostics))
+        self._check_signs()
+
+    @property
+    def resolved(self):
+        """Whether every schedule and ``critic_init`` are set (no default left to derive)."""
+        return all(getattr(self, n) is not None for n in SCHEDULE_NAMES + ("critic_init",))
+
+    def _check_ks(self):
+        n = self.steps
+        return np.unique(np.concatenate([[0], np.geomspace(1, n, 60).astype(np.int64) - 1, [n - 1]]))
 
     def schedule_values(self, ks):
-        """``dict name -> values`` of the five schedules at the steps ``ks``."""
-        return {n: sch.evaluate(n, getattr(self, n), ks) for n in ("tau", "lam", "alpha", "beta", "zeta")}
+        """``dict name -> values`` of the five schedules at the steps ``ks`` (a resolved
+        configuration: see :meth:`resolve`)."""
+        missing = [n for n in SCHEDULE_NAMES if getattr(self, n) is None]
+        if missing:
+            raise ValueError(f"schedules {missing} are not set: call config.resolve(problem).config first")
+        return {n: sch.evaluate(n, getattr(self, n), ks) for n in SCHEDULE_NAMES}
 
-    def _check_schedules(self):
-        n = self.steps
-        ks = np.unique(np.concatenate([[0], np.geomspace(1, n, 60).astype(np.int64) - 1, [n - 1]]))
-        v = self.schedule_values(ks)
-        if v["tau"][0] < 0 or np.any(v["tau"] < 0):
-            raise ValueError(f"tau must be >= 0 at every step; tau_0 = {v['tau'][0]} (min {v['tau'].min()})")
-        if np.any(v["lam"] <= 0):
-            raise ValueError(f"lam must be > 0 at every step; lam_0 = {v['lam'][0]} (min {v['lam'].min()})")
+    def _check_signs(self):
+        ks = self._check_ks()
+        given = {n: sch.evaluate(n, getattr(self, n), ks) for n in SCHEDULE_NAMES if getattr(self, n) is not None}
+        if "tau" in given and np.any(given["tau"] < 0):
+            v = given["tau"]
+            raise ValueError(f"tau must be >= 0 at every step; tau_0 = {v[0]} (min {v.min()})")
+        if "lam" in given and np.any(given["lam"] <= 0):
+            v = given["lam"]
+            raise ValueError(f"lam must be > 0 at every step; lam_0 = {v[0]} (min {v.min()})")
         for name in ("alpha", "beta", "zeta"):
-            bad = np.flatnonzero(v[name] <= 0)
+            if name in given:
+                bad = np.flatnonzero(given[name] <= 0)
+                if bad.size:
+                    raise ValueError(f"step size {name} must be > 0; {name}_k = {given[name][bad[0]]} "
+                                     f"at k = {ks[bad[0]]}")
+
+    def resolve(self, problem, method="actor_critic"):
+        """The configuration this run would use on ``problem``: a :class:`Resolution` with every
+        schedule set (the user's, or derived from :func:`exactbilevel.defaults.problem_scales`),
+        after the unit-free checks of the class docstring (ValueError for a broken ordering,
+        :class:`ScheduleWarning` for an asymptotic condition).  ``method``: the oracle methods
+        ("hypergradient", "nested_penalty") use exact updates, hence the exact-mode zeta, and
+        solve the lower level at every step, so no time-scale ordering applies to them."""
+        if not isinstance(problem, BilevelProblem):
+            raise TypeError(f"problem must be an eb.BilevelProblem, got {type(problem).__name__}")
+        scales = problem_scales(problem)
+        given = {n: getattr(self, n) for n in SCHEDULE_NAMES + ("critic_init",)}
+        exact = self.exact or method in ("hypergradient", "nested_penalty")
+        if scales.box_width == 0 and given["zeta"] is None:
+            given["zeta"] = 1.0  # a one-point box: x cannot move and zeta does nothing
+        values = default_schedules(scales, given, exact=exact, batch=self.batch)
+        config = replace(self, **values)
+        defaulted = tuple(n for n in SCHEDULE_NAMES + ("critic_init",) if getattr(self, n) is None)
+        config._check_time_scales(scales, exact, oracle=method in ("hypergradient", "nested_penalty"))
+        return Resolution(config=config, scales=scales, defaulted=defaulted, exact=exact)
+
+    def _check_time_scales(self, scales, exact, oracle=False):
+        if oracle:  # exact lower level at every step: no critics or actors to order against
+            return
+        ks = self._check_ks()
+        v = self.schedule_values(ks)
+        rates = time_scale_rates(scales, v, exact)
+        what = {"b": "beta (critics)", "a": "alpha H tau (actors)", "z": "zeta lam H G sqrt(2) / L (upper)"}
+        fix = {("b", "a"): "lower alpha or raise beta", ("a", "z"): "lower zeta (or lam), or raise alpha"}
+        for fast, slow in (("b", "a"), ("a", "z")):
+            bad = np.flatnonzero(rates[fast] < rates[slow] * (1 - 1e-12))
             if bad.size:
-                raise ValueError(f"step size {name} must be > 0; {name}_k = {v[name][bad[0]]} at k = {ks[bad[0]]}")
-        for fast, slow in (("beta", "alpha"), ("alpha", "zeta")):
-            bad = np.flatnonzero(v[fast] < v[slow] * (1 - 1e-12))
-            if bad.size:
-                k = int(ks[bad[0]])
+                i = bad[0]
                 raise ValueError(
-                    f"time-scale ordering broken: {fast}_k = {v[fast][bad[0]]:.3g} < {slow}_k = "
-                    f"{v[slow][bad[0]]:.3g} at k = {k}; the algorithm needs beta_k >= alpha_k >= zeta_k"
+                    f"time-scale ordering broken at k = {int(ks[i])}: {what[fast]} = {rates[fast][i]:.3g} < "
+                    f"{what[slow]} = {rates[slow][i]:.3g} (unit-free rates, see eb.defaults); {fix[(fast, slow)]}"
                 )
+        n = self.steps
         if n < 20:
             return
         a, b = max(1, n // 10) - 1, n - 1
         w = self.schedule_values(np.array([a, b, b + 1]))
         tau_a, tau_b, tau_next = w["tau"]
         checks = [
-            ("alpha / beta -> 0", w["alpha"] / w["beta"]),
-            ("zeta lam / alpha -> 0", w["zeta"] * w["lam"] / w["alpha"]),
+            ("alpha / beta -> 0", w["alpha"] / w["beta"], "let alpha decay faster than beta"),
+            ("zeta lam / alpha -> 0", w["zeta"] * w["lam"] / w["alpha"], "let zeta decay faster"),
         ]
-        for name, ratio in checks:
+        for name, ratio, remedy in checks:
             if not ratio[1] < 0.999 * ratio[0]:
                 warnings.warn(f"schedule condition {name} fails: the ratio does not decrease "
-                              f"({ratio[0]:.3g} at k = {a}, {ratio[1]:.3g} at k = {b})", ScheduleWarning, stacklevel=4)
+                              f"({ratio[0]:.3g} at k = {a}, {ratio[1]:.3g} at k = {b}); {remedy}",
+                              ScheduleWarning, stacklevel=4)
         if not w["lam"][1] > 1.001 * w["lam"][0]:
             warnings.warn("schedule condition lam_k -> infinity fails (fixed lam): the penalty bias "
                           "O(1/lam) does not vanish", ScheduleWarning, stacklevel=4)
@@ -207,10 +265,10 @@ class ActorCriticConfig:
                               "Phi_tau, not Phi_0", ScheduleWarning, stacklevel=4)
 
     def as_dict(self):
-        """JSON-friendly: schedules by their repr."""
+        """JSON-friendly: schedules by their repr (None: derived from the problem when the run starts)."""
         out = asdict(self)
-        for name in ("tau", "lam", "alpha", "beta", "zeta"):
-            out[name] = repr(getattr(self, name))
+        for name in SCHEDULE_NAMES:
+            out[name] = None if getattr(self, name) is None else repr(getattr(self, name))
         return out
 
     def log_steps(self):
@@ -229,6 +287,64 @@ class ActorCriticConfig:
             inner = np.rint(10.0 ** (j / m)).astype(np.int64)
             inner = inner[inner <= n]
         return np.unique(np.concatenate([np.zeros(1, np.int64), inner, np.array([n], np.int64)]))
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What :meth:`ActorCriticConfig.resolve` returns: the complete ``config``, the problem's
+    ``scales`` (:class:`~exactbilevel.defaults.ProblemScales`), the names ``defaulted``
+    that were derived from them and whether the updates are ``exact`` (expected).  ``str()`` is a table: each schedule at k = 0 and at the last
+    step, with the unit-free rates b, a, z."""
+
+    config: ActorCriticConfig
+    scales: object
+    defaulted: tuple
+    exact: bool = False
+
+    def rates(self, ks):
+        """Unit-free rates ``dict b, a, z -> arrays`` at the steps ``ks``."""
+        return time_scale_rates(self.scales, self.config.schedule_values(np.asarray(ks)), self.exact)
+
+    def as_dict(self):
+        """JSON-friendly: schedules by repr, critic_init, actor, scales, defaulted names."""
+        c = self.config
+        out = {n: repr(getattr(c, n)) for n in SCHEDULE_NAMES}
+        out.update(critic_init=c.critic_init, actor=c.actor, scales=self.scales.as_dict(), defaulted=list(self.defaulted))
+        return out
+
+    def __str__(self):
+        ks = np.array([0, self.config.steps - 1])
+        v = self.config.schedule_values(ks)
+        rates = self.rates(ks)
+        lines = [f"{'':12s} {'k = 0':>11s} {'k = ' + str(int(ks[1])):>11s}  source"]
+        for n in SCHEDULE_NAMES:
+            src = "default" if n in self.defaulted else "given"
+            lines.append(f"{n:12s} {v[n][0]:11.4g} {v[n][1]:11.4g}  {src}: {getattr(self.config, n)!r}")
+        for n, label in (("b", "rate b"), ("a", "rate a"), ("z", "rate z")):
+            lines.append(f"{label:12s} {rates[n][0]:11.4g} {rates[n][1]:11.4g}")
+        src = "default" if "critic_init" in self.defaulted else "given"
+        lines.append(f"{'critic_init':12s} {self.config.critic_init:11.4g} {'':11s}  {src}")
+        s = self.scales
+        lines.append(f"scales: H = {s.horizon:.4g}, R0 = {s.reward_x0:.4g}, Rbox = {s.reward_box:.4g}, "
+                     f"Rref = {s.reward_ref:.4g}, G = {s.feature:.4g}, L = {s.box_width:.4g}, F = {s.cost:.4g}, "
+                     f"S = {s.S}, A = {s.A}")
+        return "\n".join(lines)
+
+
+def _finite_number(name, value):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return value
+
+
+def _positive_number(name, value):
+    value = _finite_number(name, value)
+    if not value > 0:
+        raise ValueError(f"{name} must be a number > 0, got {value!r}")
+    return value
 
 
 @dataclass

@@ -2,7 +2,10 @@
 
 For the iterate (x, theta, phi, Qtheta, Qphi, Qc) at entropy weight tau and
 penalty lam, with pi_phi = softmax(phi), pi_theta = softmax(theta),
-pi* = pi*_tau(x), J = J_tau(x, .), nu = occupancy:
+pi* = pi*_tau(x), J = J_tau(x, .), nu = occupancy.  At tau = 0, pi*_0 is the
+tau -> 0 limit of pi*_tau (:func:`exactbilevel.limit_policy`: supported on the
+optimal actions of Q*_0, ties detected to its stated tolerance, not the first
+argmax), so no quantity depends on the solver's tie-breaking or warm start:
 
 ================  ==========================================================================
 residual_phi      J*_tau(x) - J(pi_phi)
@@ -12,18 +15,20 @@ residual_theta    G(theta) - min G,  G = f/lam - J  (= (L(theta) - ell) / lam; N
                   convex in theta for a small lam)
 critic_error_*    sum_{s,a} nu(s,a) (Qhat - Q^pi)^2 for Qphi (pi_phi, r, tau), Qtheta (pi_theta, r, tau),
                   Qc (pi_theta, c, 0) with c = occupancy_cost(x, pi_theta)
-pl_ratio          |dJ/dtheta (phi)|^2 / (J* - J(pi_phi))
-pl_bound          2 tau min_s rho(s) (min pi_phi)^2 / (S max_s d*(s)/d^{pi_phi}(s))  (Mei et al. 2020, Lemma 15)
+pl_ratio          |dJ/dtheta (phi)|^2 / (J* - J(pi_phi))  (NaN where the denominator is <= 0)
+pl_bound          2 tau min_s rho(s) (min pi_phi)^2 / (S max_s d*(s)/d^{pi_phi}(s))  (Mei et al. 2020, Lemma 15);
+                  0 when tau = 0 or min_s rho(s) = 0 (where the ratio d*/d^{pi_phi} may be 0/0)
 min_pi            min pi_phi
 grad_phi_norm2    |grad Phi_tau(x)|^2 (exact hyper-gradient; NaN at tau = 0)
 grad_ell_norm2    |grad ell_{lam,tau}(x)|^2 (penalized policy solved exactly; NaN at tau = 0)
-kkt_residual      max(|x - Proj(x - grad_x L_{lam,0})|, |grad_theta L_{lam,0}|, p_0(x, pi_theta))
-phi0, phi_tau     f(x, pi*_0(x)) and f(x, pi*_tau(x))
+kkt_residual      max(|x - Proj(x - grad_x L_{lam,0})|, |grad_theta L_{lam,0}|, p_0(x, pi_theta)),
+                  grad_x L_{lam,0} with the supergradient R^T nu^{pi*_0} / (1 - gamma) of J*_0
+phi0, phi_tau     f(x, pi*_0(x)) and f(x, pi*_tau(x))  (equal at tau = 0)
 penalty_bias      |grad ell - grad Phi_tau|
 residual_bias     |E[ghat] - grad ell|, E[ghat] = grad_x f + lam/(1-gamma) R^T (nu_phi - nu_theta)
 critic_bias       |D(Qhat) - D(Q^pi)| for the expected theta direction D(Q) = d pi (Ahat_theta/(1-gamma) - Ahat_c/lam)
 ghat_variance     trace Cov(ghat) = (lam/(1-gamma))^2 (Var_{nu_phi} grad r + Var_{nu_theta} grad r) / batch
-entropy_bias      J*_0 - J_0(pi*_tau)   (within [0, entropy_bound])
+entropy_bias      J*_0 - J_0(pi*_tau)   (within [0, entropy_bound]; 0 to solver accuracy at tau = 0)
 entropy_bound     tau log A / (1 - gamma)
 action_gap        smallest action gap of Q*_0(x)
 ================  ==========================================================================
@@ -35,6 +40,7 @@ the occupancy cost at pi_theta (:func:`exactbilevel.objectives.occupancy_cost`).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -43,6 +49,7 @@ from . import gradients as G
 from ._validation import ConvergenceError
 from .bellman import sweep
 from .evaluation import policy_reward, policy_system
+from .limits import limit_policy
 from .objectives import occupancy_cost
 from .penalty import _lagrangian, penalized_policy
 
@@ -82,6 +89,10 @@ class Diagnostics:
         sol0 = self._solve(r, 0.0, self._V_0)
         self._V_0 = sol0.V
         J0_star = float(mdp.rho @ sol0.V)
+        # pi*_0: the tau -> 0 limit, not the solver's first argmax
+        pi0 = limit_policy(mdp, r, solution=sol0)
+        pi0.setflags(write=False)
+        sol0 = dataclasses.replace(sol0, pi=pi0)
         out["phi0"] = obj.value(x, sol0.pi)
         out["action_gap"] = G.action_gap(mdp, p.reward, x, solution=sol0)
         out["entropy_bound"] = tau * math.log(mdp.A) / (1 - g)
@@ -122,16 +133,23 @@ class Diagnostics:
         if tau > 0:
             sol = self._solve(r, tau, self._V_tau)
             self._V_tau = sol.V
-            J_star = float(mdp.rho @ sol.V)
-            out["residual_phi"] = J_star - float(mdp.rho @ V_phi)
-            out["phi_tau"] = obj.value(x, sol.pi)
-            J0_pi_tau = float(mdp.rho @ policy_system(mdp, sol.pi).solve(policy_reward(r, sol.pi, 0.0)))
-            out["entropy_bias"] = J0_star - J0_pi_tau
-            grad_J = G._policy_gradient(mdp, r, state.phi, tau, False)
-            if out["residual_phi"] > 0:
-                out["pl_ratio"] = float(np.sum(grad_J**2)) / out["residual_phi"]
-            d_star = G._state_occupancy(mdp, policy_system(mdp, sol.pi))
-            out["pl_bound"] = 2 * tau * float(mdp.rho.min()) * out["min_pi"] ** 2 / (mdp.S * float(np.max(d_star / d_phi)))
+        else:
+            sol = sol0
+        J_star = float(mdp.rho @ sol.V)
+        out["residual_phi"] = J_star - float(mdp.rho @ V_phi)
+        out["phi_tau"] = obj.value(x, sol.pi) if tau > 0 else out["phi0"]
+        sys_star = policy_system(mdp, sol.pi)
+        out["entropy_bias"] = J0_star - float(mdp.rho @ sys_star.solve(policy_reward(r, sol.pi, 0.0)))
+        grad_J = G._policy_gradient(mdp, r, state.phi, tau, False)
+        if out["residual_phi"] > 0:
+            out["pl_ratio"] = float(np.sum(grad_J**2)) / out["residual_phi"]
+        rho_min = float(mdp.rho.min())
+        if tau == 0 or rho_min == 0 or out["min_pi"] == 0:
+            out["pl_bound"] = 0.0  # the formula's factor tau, min rho or (min pi)^2 is 0
+        else:  # d^{pi_phi} >= (1 - gamma) rho > 0
+            d_star = G._state_occupancy(mdp, sys_star)
+            out["pl_bound"] = 2 * tau * rho_min * out["min_pi"] ** 2 / (mdp.S * float(np.max(d_star / d_phi)))
+        if tau > 0:
             grad_phi = G.hypergradient(mdp, p.reward, obj, x, tau, solution=sol)
             out["grad_phi_norm2"] = float(grad_phi @ grad_phi)
             try:
@@ -145,6 +163,4 @@ class Diagnostics:
             out["residual_theta"] = (L.value - pen.ell) / lam
             out["penalty_bias"] = float(np.linalg.norm(pen.grad_ell - grad_phi))
             out["residual_bias"] = float(np.linalg.norm(e_ghat - pen.grad_ell))
-        else:
-            out["entropy_bias"] = 0.0
         return out

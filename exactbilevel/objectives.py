@@ -234,7 +234,8 @@ class CallableObjective:
 
     Each call validates pi against ``mdp`` and checks what the callable returns:
     a finite float, a finite ``(d,)`` vector (``d = len(x)``), a finite ``(S, A)``
-    array; anything else raises ``ValueError`` naming the callable.
+    array; a value of the wrong type raises ``TypeError`` and one of the wrong shape or
+    not finite ``ValueError``, each naming the callable.
     """
 
     mdp: object
@@ -252,9 +253,19 @@ class CallableObjective:
         return _check_x(x), check_policy(self.mdp, pi)
 
     def value(self, x, pi):
-        out = np.asarray(self.value_fn(*self._args(x, pi)), dtype=np.float64)
+        raw = self.value_fn(*self._args(x, pi))
+        text = repr(raw)
+        text = text if len(text) <= 60 else text[:57] + "..."
+        try:
+            out = None if isinstance(raw, (str, bytes, bool, np.bool_)) or raw is None else np.asarray(raw)
+        except (ValueError, TypeError):  # e.g. a ragged list
+            out = None
+        if out is None or out.dtype.kind not in "iuf":
+            raise TypeError(f"value_fn must return a finite scalar (a float) for (x, pi), got {type(raw).__name__} "
+                            f"{text}; return e.g. float(...) of the objective's value")
         if out.shape != () or not np.isfinite(out):
-            raise ValueError(f"value_fn must return a finite scalar, got {out!r}")
+            raise ValueError(f"value_fn must return a finite scalar (a float) for (x, pi), got {text}"
+                             + (f" of shape {out.shape}" if out.shape != () else ""))
         return float(out)
 
     def grad_x(self, x, pi):

@@ -44,6 +44,7 @@ __all__ = [
     "landscape",
     "landscapes",
     "paper_style",
+    "plot_slope_stability",
     "rates",
     "save",
     "tradeoff",
@@ -536,7 +537,8 @@ def _fmt(v):
     return f"{v:.3g}"
 
 
-def rates(groups, y, window=(0.5, 1.0), theory=None, *, x="k", level=0.95, n_boot=2000, seed=0,
+def rates(groups, y, window=None, theory=None, *, x="k", level=0.95, decades=1.5, min_decades=1.5,
+          deterministic=False, n_boot=None, seed=None,
           band="quantile", xlabel=None, ylabel=None, legend="auto", width="column", height=None):
     """Column ``y`` against ``x`` (default the step k) on log-log axes, with fitted slopes.
 
@@ -547,9 +549,13 @@ def rates(groups, y, window=(0.5, 1.0), theory=None, *, x="k", level=0.95, n_boo
     points are drawn as the median over seeds with the 10-90% band
     (``band="std"``: mean +- std), and :func:`exactbilevel.rates.fit_rate`
     fits the slope of log y on log x over ``window`` (fractions of the
-    remaining points, default the second half) with a ``level`` bootstrap
-    interval over seeds; the fitted power law is drawn dashed over the window
-    and the legend gives ``slope s [lo, hi]``.
+    remaining points; default the last ``decades`` decades or more, refused if
+    shorter than ``min_decades``) with a ``level`` Student-t interval over
+    seeds; the fitted power law is drawn dashed over the window and the legend
+    gives ``slope s [lo, hi]`` (``slope s, no interval`` for one seed;
+    ``deterministic=True``: one noise-free curve per method, whose legend gives
+    the fit's max |log residual|).  ``n_boot`` and ``seed`` are ignored (see
+    :func:`exactbilevel.rates.fit_rate`).
 
     ``theory``: the theory's exponent (a number), drawn as a dotted black
     reference line over the first method's window, starting a factor 2 below
@@ -576,7 +582,8 @@ def rates(groups, y, window=(0.5, 1.0), theory=None, *, x="k", level=0.95, n_boo
             dropped = int((~good).sum())
             kv, Y = kv[good], Y[:, good]
             try:
-                fit = fit_rate(kv, Y, window, level=level, n_boot=n_boot, seed=seed,
+                fit = fit_rate(kv, Y, window, level=level, decades=decades, min_decades=min_decades,
+                               deterministic=deterministic, n_boot=n_boot, seed=seed,
                                theory=theory.get(name) if isinstance(theory, dict) else theory)
             except ValueError as exc:
                 raise ValueError(f"groups[{name!r}]: cannot fit the rate of {y!r}: {exc}") from None
@@ -585,7 +592,7 @@ def rates(groups, y, window=(0.5, 1.0), theory=None, *, x="k", level=0.95, n_boo
             c = _color(i)
             note = f" ({dropped} pts not > 0 dropped)" if dropped else ""
             (line,) = ax.plot(kv, mid, color=c, lw=0.9, alpha=0.85, zorder=3,
-                              label=f"{name}: slope {_fmt(fit.slope)} [{_fmt(fit.ci[0])}, {_fmt(fit.ci[1])}]{note}")
+                              label=f"{name}: slope {_fmt(fit.slope)} {_interval_text(fit)}{note}")
             if len(traces) > 1:
                 ax.fill_between(kv, lo, hi, color=c, alpha=0.2, lw=0, zorder=2)
             kw = np.geomspace(*fit.k_range, 50)
@@ -596,7 +603,7 @@ def rates(groups, y, window=(0.5, 1.0), theory=None, *, x="k", level=0.95, n_boo
         if isinstance(theory, float):
             handles.append(_theory_line(ax, next(iter(fits.values())), theory, "black", f"theory: slope {_fmt(theory)}"))
         handles.append(Line2D([], [], color="0.25", ls=(0, (4, 2)), lw=1.6,
-                              label=f"fit on window, slope [{level * 100:g}% CI]"))
+                              label="fit on window" if deterministic else f"fit on window, slope [{level * 100:g}% CI]"))
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel(xlabel if xlabel is not None else _LABELS.get(x, x))
@@ -606,6 +613,62 @@ def rates(groups, y, window=(0.5, 1.0), theory=None, *, x="k", level=0.95, n_boo
         _legend(ax, handles, _band_title(band, *_common_count(groups)), legend, n_auto=3, ncols=1, height=height)
     fig.rate_fits = fits
     return fig
+
+
+def _interval_text(fit):
+    if fit.max_residual is not None:
+        return f"(max |log res| {fit.max_residual:.2g})"
+    if not fit.has_interval:
+        return "(no interval)"
+    return f"[{_fmt(fit.ci[0])}, {_fmt(fit.ci[1])}]"
+
+
+def plot_slope_stability(ax, result, theory=None, *, color=None, label=None):
+    """Draw a :class:`~exactbilevel.rates.SlopeStability` on ``ax``: fitted slope against the window's end.
+
+    The slopes over [k_end / 10^decades, k_end] are drawn against k_end (log x
+    axis) as a line with markers, their intervals as a band (where they exist),
+    the theory's exponent (``theory``, default ``result.theory``; pass
+    ``theory=False`` for none) as a dotted black line and 0 as a thin grey one.
+    A slope that has stabilized is flat at the right.  ``color`` defaults to the
+    first color of the cycle; ``label`` to ``"slope over <decades> decades"``.
+    Returns the legend handles (the slope line, and the theory line if drawn).
+    The axes labels are set only where still empty.
+    """
+    from matplotlib.axes import Axes
+
+    from .rates import SlopeStability
+
+    if not isinstance(ax, Axes):
+        raise TypeError(f"ax must be a matplotlib Axes, got {type(ax).__name__}")
+    if not isinstance(result, SlopeStability):
+        raise TypeError(f"result must be a SlopeStability (from exactbilevel.rates.slope_stability), "
+                        f"got {type(result).__name__}")
+    if theory is None:
+        theory = result.theory
+    elif theory is False:
+        theory = None
+    elif isinstance(theory, bool) or not isinstance(theory, (int, float, np.floating, np.integer)):
+        raise TypeError(f"theory must be a number (the theory's exponent), None or False, got {type(theory).__name__}")
+    c = _color(0) if color is None else color
+    text = label if label is not None else f"slope over {result.decades:g} decades"
+    (line,) = ax.plot(result.ends, result.slopes, color=c, lw=0.9, marker="o", ms=2.0, zorder=3, label=text)
+    handles = [line]
+    lo, hi = result.intervals[:, 0], result.intervals[:, 1]
+    ok = np.isfinite(lo) & np.isfinite(hi)
+    if ok.any():
+        ax.fill_between(result.ends, np.where(ok, lo, np.nan), np.where(ok, hi, np.nan), color=c, alpha=0.2, lw=0,
+                        zorder=2, label=f"{result.level * 100:g}% interval")
+    ax.axhline(0.0, color="0.6", lw=0.6, zorder=1)
+    if theory is not None:
+        theory = float(theory)
+        handles.append(ax.axhline(theory, color="black", ls=":", lw=1.3, zorder=4, label=f"theory: {_fmt(theory)}"))
+    ax.set_xscale("log")
+    if not ax.get_xlabel():
+        ax.set_xlabel("window end k")
+    if not ax.get_ylabel():
+        ax.set_ylabel("fitted slope")
+    return handles
 
 
 def _darker(color, f=0.65):

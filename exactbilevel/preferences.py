@@ -46,6 +46,7 @@ objective, :func:`~exactbilevel.objectives.cost_of_policy_gradient`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -164,20 +165,29 @@ def prefix_tree(vocab, horizon, gamma=0.9, start="root"):
     """
     if start not in ("root", "uniform"):
         raise ValueError(f'start must be "root" or "uniform" (rho), got {start!r}')
+    if isinstance(vocab, (str, bytes)) or not isinstance(vocab, Iterable):
+        raise TypeError(f"vocab must be a sequence of token strings, e.g. ['good', 'bad'], got "
+                        f"{type(vocab).__name__} {vocab!r:.60}")
     vocab = tuple(vocab)
     if not vocab or not all(isinstance(w, str) and w for w in vocab):
-        raise ValueError(f"vocab must be a non-empty sequence of non-empty strings, got {vocab!r}")
+        raise ValueError(f"vocab must be a non-empty sequence of non-empty strings, got {vocab!r:.200}")
     if len(set(vocab)) != len(vocab):
-        raise ValueError(f"vocab must not repeat a token, got {vocab!r}")
+        raise ValueError(f"vocab must not repeat a token, got {vocab!r:.200}")
     H = check_int("horizon", horizon, minimum=1)
     gamma = _real_scalar("gamma", gamma)
     if not 0 < gamma < 1:
         raise ValueError(f"gamma must lie in (0, 1) (rewards are scaled by gamma^-depth), got {gamma}")
     V = len(vocab)
-    counts = V ** np.arange(H + 1)
-    N = int(counts.sum())
+    N, term = (H + 1, 1) if V == 1 else (0, 1)  # sum_h V^h in Python ints (no int64 overflow), stopped early
+    for _ in range(0 if V == 1 else H + 1):
+        N += term
+        term *= V
+        if N > 10**6:
+            break
     if N > 10**6:
-        raise ValueError(f"the tree has {N} prefixes (V = {V}, horizon = {H}); keep it below 10^6")
+        raise ValueError(f"the tree has more than 10^6 prefixes (sum of V^h for h = 0..{H}, V = {V} tokens); "
+                         f"keep it below 10^6: reduce the horizon or the vocabulary")
+    counts = V ** np.arange(H + 1, dtype=np.int64)
     offset = np.concatenate([[0], np.cumsum(counts)])
     depth = np.repeat(np.arange(H + 1), counts)
     index = np.arange(N) - offset[depth]  # position within the depth

@@ -218,20 +218,39 @@ def _save_checkpoint(path, run_id, state, loop, rng, rows, diag):
 
 
 def _load_checkpoint(path, run_id, rng, rows, diag):
-    with np.load(path) as z:
+    """Resume from the checkpoint ``path``; ValueError naming the file if it is not a checkpoint
+    (not an .npz archive, damaged, or missing an entry) or belongs to another run."""
+    from .trace import read_npz
+
+    def damaged(reason):
+        return ValueError(f"checkpoint {path} is not a checkpoint of exactbilevel.run ({reason}); "
+                          "delete it or choose another checkpoint path")
+
+    try:
+        z = read_npz(path)
+    except ValueError as exc:
+        raise damaged(exc) from None
+    try:
         meta = json.loads(str(z["meta"]))
-        if meta["run_id"] != run_id:
-            raise ValueError(f"checkpoint {path} belongs to another run (configuration, seed or method differ); "
-                             "delete it or choose another checkpoint path")
+        if not isinstance(meta, dict) or "run_id" not in meta:
+            raise ValueError("its meta entry has no run_id")
+    except (KeyError, ValueError, TypeError) as exc:
+        raise damaged(f"no readable meta entry: {exc}") from None
+    if meta["run_id"] != run_id:
+        raise ValueError(f"checkpoint {path} belongs to another run (configuration, seed or method differ); "
+                         "delete it or choose another checkpoint path")
+    try:
         state = ActorCriticState(*(np.array(z[f"state_{n}"]) for n in ("x", "theta", "phi", "Qtheta", "Qphi", "Qc")),
                                  k=meta["k"], samples=meta["samples"])
-        loop = {n[5:]: np.array(z[n]) for n in z.files if n.startswith("loop_")}
-        names = [n[4:] for n in z.files if n.startswith("row_")]
+        loop = {n[5:]: np.array(v) for n, v in z.items() if n.startswith("loop_")}
+        names = [n[4:] for n in z if n.startswith("row_")]
         for i in range(z[f"row_{names[0]}"].shape[0]):
             rows.add(**{n: z[f"row_{n}"][i] for n in names})
         if diag is not None:
-            diag.set_warm_starts({n[5:]: np.array(z[n]) for n in z.files if n.startswith("diag_")})
-    rng.bit_generator.state = meta["rng"]
+            diag.set_warm_starts({n[5:]: np.array(v) for n, v in z.items() if n.startswith("diag_")})
+        rng.bit_generator.state = meta["rng"]
+    except (KeyError, IndexError, ValueError, TypeError) as exc:  # the arrays are in memory: a wrong entry
+        raise damaged(f"{type(exc).__name__}: {exc}") from None
     return state, loop
 
 
@@ -258,11 +277,32 @@ def _check_metrics(metrics, names):
     return dict(metrics)
 
 
+def _metric_value(name, fn, state, shapes):
+    """A copy of ``fn(state)`` as float64 (the loop updates the state in place, so a view
+    would log a later iterate), of the shape it had at the first logging point."""
+    raw = fn(state)
+    try:
+        value = np.array(raw, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"metrics[{name!r}] must return a number or a numeric array, got "
+                        f"{type(raw).__name__}") from None
+    if value.dtype != np.float64 or value.size == 0 and value.ndim == 0:
+        raise TypeError(f"metrics[{name!r}] must return a number or a numeric array, got {type(raw).__name__}")
+    if shapes.setdefault(name, value.shape) != value.shape:
+        raise ValueError(f"metrics[{name!r}] returned shape {value.shape} at k = {state.k}, but "
+                         f"{shapes[name]} at the first logging point; a metric's shape must be fixed")
+    return value
+
+
 def run(problem, config, seed=0, method="actor_critic", checkpoint=None, metrics=None, progress=False):
     """Run ``method`` on ``problem`` with ``config``; returns a :class:`~exactbilevel.trace.Trace`.
 
     ``seed``: an int or a ``numpy.random.Generator``; the same seed gives the same trace
     (bit for bit, apart from the ``time`` column).
+
+    ``config``: schedules left at None are derived from the problem's scales first
+    (:meth:`~exactbilevel.ActorCriticConfig.resolve`); ``meta["config"]`` records the
+    configuration as given and ``meta["resolved"]`` the numbers the run used.
 
     ``checkpoint``: a path (for the sampled methods with an int seed).  The run's state,
     random generator, logged rows and the diagnostics' warm starts are written there
@@ -284,11 +324,17 @@ def run(problem, config, seed=0, method="actor_critic", checkpoint=None, metrics
         raise TypeError(f"config must be an eb.ActorCriticConfig, got {type(config).__name__}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method not in ("hypergradient", "nested_penalty"):
+        compiled_model(problem)  # a model the compiled loop cannot run is refused before anything else
+    asked = config
+    resolution = config.resolve(problem, method)
+    config = resolution.config
     names = ["k", "samples", "x", "tau", "lam", "time"] + (list(QUANTITIES) if config.diagnostics else [])
     metrics = _check_metrics(metrics, names)
     if not isinstance(progress, bool):
         raise TypeError(f"progress must be True or False, got {type(progress).__name__}")
     rows = TraceBuilder(names + list(metrics))
+    shapes = {}  # of each metric, fixed by the first logging point
     diag = Diagnostics(problem, batch=config.batch) if config.diagnostics else None
     t0 = time.perf_counter()
     sampled = method in ("actor_critic", "partial_sgd")
@@ -324,7 +370,7 @@ def run(problem, config, seed=0, method="actor_critic", checkpoint=None, metrics
         v = config.schedule_values(np.array([state.k]))
         row = dict(k=state.k, samples=state.samples, x=np.array(state.x), tau=float(v["tau"][0]),
                    lam=float(v["lam"][0]))
-        row.update({name: np.asarray(fn(state), dtype=np.float64) for name, fn in metrics.items()})
+        row.update({name: _metric_value(name, fn, state, shapes) for name, fn in metrics.items()})
         if pool is not None:
             pending.append(pool.submit(diagnose, state.copy(), row))
         else:
@@ -356,7 +402,8 @@ def run(problem, config, seed=0, method="actor_critic", checkpoint=None, metrics
             bar.close()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-    meta = run_metadata(dict(config.as_dict(), method=method), seed if not isinstance(seed, np.random.Generator) else None)
+    meta = run_metadata(dict(asked.as_dict(), method=method), seed if not isinstance(seed, np.random.Generator) else None)
+    meta["resolved"] = resolution.as_dict()
     trace = rows.build(meta)
     if checkpoint is not None:
         checkpoint.unlink(missing_ok=True)

@@ -68,19 +68,40 @@ def as_schedule(name, value):
         ) from None
 
 
+def _number(name, value, k):
+    """The float value of ``schedule(k)``; TypeError naming the schedule unless it is a real number."""
+    if isinstance(value, np.ndarray) and value.shape in ((), (1,)) and value.dtype.kind in "iuf":
+        value = value.reshape(()).item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        text = repr(value)
+        text = text if len(text) <= 60 else text[:57] + "..."
+        raise TypeError(f"schedule {name} must return a real number for each step k (an int), got "
+                        f"{type(value).__name__} {text} at k = {k}; return a float, e.g. "
+                        "lambda k: 0.5 * (k + 1) ** -0.2, or pass eb.schedules.power(0.5, 0.2)")
+    return float(value)
+
+
 def evaluate(name, schedule, ks):
-    """``schedule(k)`` for every k in the integer array ``ks``, as float64; non-finite values
-    are a ValueError naming the schedule and the first bad step."""
+    """``schedule(k)`` for every k in the integer array ``ks``, as float64.
+
+    The schedule is called once on the whole array (its result is used if it is a real
+    numeric array of the shape of ``ks``, or a real scalar) and otherwise element by element
+    with Python ints.  A value that is not a real number is a TypeError, a non-finite value
+    a ValueError, each naming the schedule and the first bad step."""
     ks = np.asarray(ks, dtype=np.int64)
+    out = None
     try:
-        out = np.asarray(schedule(ks), dtype=np.float64)
-        if out.shape != ks.shape:
-            out = np.broadcast_to(out, ks.shape).copy() if out.ndim == 0 else None
+        raw = np.asarray(schedule(ks))
+        if raw.dtype.kind in "iuf":
+            if raw.shape == ks.shape:
+                out = np.array(raw, dtype=np.float64)
+            elif raw.ndim == 0:
+                out = np.full(ks.shape, float(raw), dtype=np.float64)
     except Exception:
         out = None
     if out is None:  # a scalar-only callable
-        out = np.array([float(schedule(int(k))) for k in ks], dtype=np.float64)
-    bad = np.flatnonzero(~np.isfinite(out))
+        out = np.array([_number(name, schedule(int(k)), int(k)) for k in ks.ravel()], dtype=np.float64).reshape(ks.shape)
+    bad = np.flatnonzero(~np.isfinite(out.ravel()))
     if bad.size:
-        raise ValueError(f"schedule {name} gave {out[bad[0]]} at step k = {int(ks[bad[0]])}; it must be finite")
+        raise ValueError(f"schedule {name} gave {out.ravel()[bad[0]]} at step k = {int(ks.ravel()[bad[0]])}; it must be finite")
     return out

@@ -25,6 +25,8 @@ import platform
 import subprocess
 import tempfile
 import types
+import zipfile
+import zlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -50,7 +52,7 @@ COLUMNS = {
     "grad_phi_norm2": "stationarity |grad Phi_tau(x)|^2 (exact hyper-gradient)",
     "grad_ell_norm2": "stationarity |grad ell_{lam,tau}(x)|^2 (penalized policy solved exactly)",
     "kkt_residual": "penalty-KKT residual at tau = 0: max(|projected grad_x L|, |grad_theta L|, p_0)",
-    "phi0": "objective Phi_0(x) = f(x, pi*_0(x))",
+    "phi0": "objective Phi_0(x) = f(x, pi*_0(x)), pi*_0 the tau -> 0 limit of pi*_tau (eb.limit_policy), not a first argmax",
     "phi_tau": "objective Phi_tau(x) = f(x, pi*_tau(x))",
     "penalty_bias": "penalty bias |grad ell_{lam,tau}(x) - grad Phi_tau(x)| (part of E[ghat] - grad Phi_tau)",
     "residual_bias": "lower-level residual bias |E[ghat] - grad ell_{lam,tau}(x)| at exact critics",
@@ -203,19 +205,66 @@ class Trace:
 
     @classmethod
     def load(cls, path):
-        """Read a trace written by :meth:`save` (``path`` with or without ``.npz``)."""
+        """Read a trace written by :meth:`save` (``path`` with or without ``.npz``).
+
+        OSError (FileNotFoundError, ...) if a file cannot be opened; ValueError naming the
+        file and what is wrong if either file is damaged, not a trace, or the two files do
+        not belong together."""
         npz_path, json_path = _paths(path)
-        with open(json_path, encoding="utf-8") as fh:
-            doc = json.load(fh)
+        with open(json_path, "rb") as fh:
+            raw = fh.read()
+        try:
+            doc = json.loads(raw.decode("utf-8"))
+        except ValueError as exc:  # UnicodeDecodeError, JSONDecodeError
+            raise ValueError(f"{json_path} is damaged: not valid UTF-8 JSON ({exc}); save the trace again") from None
         if not isinstance(doc, dict) or doc.get("format") != _FORMAT:
             raise ValueError(f"{json_path} is not an exactbilevel trace description")
+        digest, names, meta = doc.get("npz_sha256"), doc.get("columns"), doc.get("meta", {})
+        if not isinstance(digest, str):
+            raise ValueError(f"{json_path} is damaged: no 'npz_sha256' string; save the trace again")
+        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise ValueError(f"{json_path} is damaged: 'columns' is not a list of column names; save the trace again")
+        if not isinstance(meta, dict):
+            raise ValueError(f"{json_path} is damaged: 'meta' is not a JSON object; save the trace again")
         with open(npz_path, "rb") as fh:
-            if hashlib.sha256(fh.read()).hexdigest() != doc["npz_sha256"]:
+            if hashlib.sha256(fh.read()).hexdigest() != digest:
                 raise ValueError(f"{npz_path} does not match {json_path} (an interrupted save, or files "
                                  "from different saves); save the trace again")
-        with np.load(npz_path, allow_pickle=False) as npz:
-            columns = {name: npz[name] for name in doc["columns"]}
-        return cls(columns, doc["meta"])
+        columns = read_npz(npz_path, names)
+        try:
+            return cls(columns, meta)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{npz_path} is not a valid trace: {exc}") from None
+
+
+def read_npz(path, names=None):
+    """``{name: array}`` of the ``.npz`` file ``path``, read in full (without pickles).
+
+    ``names``: the arrays that must be there, in this order (None: all of them).  OSError
+    if the file cannot be opened; ValueError naming the file if it is not an ``.npz``
+    archive, is damaged (truncated, a bad checksum) or lacks one of ``names``."""
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if magic == b"\x93NUMPY":
+        raise ValueError(f"{os.fspath(path)} is a single .npy array, not an .npz archive")
+    if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):
+        what = "empty" if not magic else "not a zip archive"
+        raise ValueError(f"{os.fspath(path)} is not a readable .npz archive (the file is {what})")
+    try:
+        z = np.load(path, allow_pickle=False)
+    except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise ValueError(f"{os.fspath(path)} is not a readable .npz archive ({type(exc).__name__}: {exc})") from None
+    if not isinstance(z, np.lib.npyio.NpzFile):  # pragma: no cover - the magic bytes were a zip archive's
+        raise ValueError(f"{os.fspath(path)} is not an .npz archive")
+    with z:
+        names = list(z.files) if names is None else list(names)
+        missing = [n for n in names if n not in z.files]
+        if missing:
+            raise ValueError(f"{os.fspath(path)} lacks the arrays {missing} (it has {z.files})")
+        try:
+            return {n: np.array(z[n]) for n in names}
+        except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+            raise ValueError(f"{os.fspath(path)} is damaged ({type(exc).__name__}: {exc})") from None
 
 
 class TraceBuilder:
@@ -240,10 +289,8 @@ class TraceBuilder:
             missing, extra = set(self._names) - set(row), set(row) - set(self._names)
             raise ValueError(f"row must give exactly the names {self._names}; missing {sorted(missing)}, "
                              f"unexpected {sorted(extra)}")
-        values = {name: _column(name, np.atleast_1d(row[name])) for name in self._names}
-        if any(np.ndim(row[n]) > 1 for n in self._names):
-            raise ValueError(f"row values must be scalars or 1-D arrays, got shapes {[np.shape(row[n]) for n in self._names]}")
-        values = {n: v if np.ndim(row[n]) == 1 else v[0] for n, v in values.items()}
+        values = {name: np.array(_column(name, np.atleast_1d(row[name]))) for name in self._names}  # copies
+        values = {n: v if np.ndim(row[n]) >= 1 else v[0] for n, v in values.items()}
         shapes = {name: np.shape(v) for name, v in values.items()}
         if self._shapes is not None and shapes != self._shapes:
             bad = [n for n in self._names if shapes[n] != self._shapes[n]]

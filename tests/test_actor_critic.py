@@ -151,10 +151,6 @@ def test_bad_configurations_raise():
         ActorCriticConfig(steps=10, tau=-0.1)
     with pytest.raises(ValueError, match="lam must be > 0"):
         ActorCriticConfig(steps=10, lam=0.0)
-    with pytest.raises(ValueError, match="time-scale ordering broken: beta_k"):
-        ActorCriticConfig(steps=10, alpha=0.5, beta=0.1)
-    with pytest.raises(ValueError, match="time-scale ordering broken: alpha_k"):
-        ActorCriticConfig(steps=10, alpha=0.1, beta=0.5, zeta=0.2)
     with pytest.raises(ValueError, match="step size zeta must be > 0"):
         ActorCriticConfig(steps=10, zeta=0.0)
     with pytest.raises(TypeError, match="lam must be a number or a schedule"):
@@ -165,29 +161,72 @@ def test_bad_configurations_raise():
         ActorCriticConfig(steps=10, linearize_every=0)
     with pytest.raises(ValueError, match="critic_init must be a finite number"):
         ActorCriticConfig(steps=10, critic_init=float("nan"))
+    with pytest.raises(ValueError, match="fd_step must be a finite number"):
+        ActorCriticConfig(steps=10, fd_step=float("inf"))
 
 
-def test_box_must_contain_x0():
+def test_numpy_scalars_are_numbers():
+    cfg = ActorCriticConfig(steps=np.int64(10), fd_step=np.float32(0.1), critic_init=np.int64(1), tau=np.float64(0.2))
+    assert cfg.steps == 10 and cfg.critic_init == 1.0 and isinstance(cfg.fd_step, float)
+    assert cfg.tau(3) == pytest.approx(0.2)
+
+
+def test_broken_time_scale_ordering_is_an_error_at_resolve_that_says_what_to_change():
+    """The ordering b >= a >= z of the unit-free rates (eb.defaults) is checked when the run
+    starts, against the problem's scales."""
     p = small_problem()
-    with pytest.raises(ValueError, match=r"x0\[1\] = 1.0 is outside \[-1.0, 0.5\]"):
-        BilevelProblem(p.mdp, p.reward, p.objective, p.x0, bounds=(-1.0, 0.5))
+    H = 1 / (1 - p.mdp.gamma)
+    with pytest.raises(ValueError, match=r"ordering broken .*alpha H tau \(actors\).*lower alpha or raise beta"):
+        ActorCriticConfig(steps=10, tau=0.3, alpha=1.0 / (0.3 * H), beta=0.5).resolve(p)
+    with pytest.raises(ValueError, match=r"ordering broken .*zeta lam H G.*lower zeta"):
+        ActorCriticConfig(steps=10, zeta=10.0).resolve(p)
+    with pytest.raises(ValueError, match="ordering broken"):
+        eb.run(p, ActorCriticConfig(steps=10, zeta=10.0))
+
+
+def _rescaled_x(problem, c):
+    """The same problem in the coordinates x' = c x: features Psi / c, box and x0 times c,
+    kappa / c^2 and center times c (so that f and r are unchanged)."""
+    obj = problem.objective
+    center = None if obj.center is None else np.asarray(obj.center) * c
+    return BilevelProblem(problem.mdp, eb.LinearReward(np.asarray(problem.reward.Psi) / c),
+                          eb.OccupancyObjective(problem.mdp, obj.cost, kappa=obj.kappa / c**2, center=center),
+                          np.asarray(problem.x0) * c, bounds=(problem.lo * c, problem.hi * c))
+
+
+@pytest.mark.parametrize("c", [0.125, 8.0])
+def test_ordering_check_does_not_change_when_x_is_rescaled(c):
+    """A configuration accepted (or refused) on a problem is accepted (or refused) on the same
+    problem in rescaled x, with its zeta rescaled by c^2 (the step of x' = c x)."""
+    p = small_problem()
+    q = _rescaled_x(p, c)
+    for zeta, ok in ((1e-3, True), (10.0, False)):
+        for problem, z in ((p, zeta), (q, zeta * c**2)):
+            cfg = ActorCriticConfig(steps=1000, tau=0.3, lam=2.0, alpha=0.05, beta=0.5, zeta=z)
+            if ok:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ScheduleWarning)
+                    cfg.resolve(problem)
+            else:
+                with pytest.raises(ValueError, match="ordering broken"):
+                    cfg.resolve(problem)
 
 
 @pytest.mark.parametrize("kw,condition", [
     (dict(lam=10.0), "lam_k -> infinity"),
-    (dict(alpha=eb.schedules.power(0.5, 0.4)), "alpha / beta -> 0"),
-    (dict(zeta=eb.schedules.power(0.05, 0.5)), "zeta lam / alpha -> 0"),
-    (dict(tau=lambda k: np.exp(-0.01 * np.asarray(k))), "tau decays too fast"),
+    (dict(alpha=eb.schedules.power(0.01, 0.02)), "alpha / beta -> 0"),
+    (dict(zeta=eb.schedules.power(1e-5, 0.05)), "zeta lam / alpha -> 0"),
+    (dict(tau=lambda k: 0.5 * np.exp(-0.002 * np.asarray(k))), "tau decays too fast"),
 ])
 def test_asymptotic_violations_warn_and_say_which(kw, condition):
     with pytest.warns(ScheduleWarning, match=condition):
-        ActorCriticConfig(steps=1000, **kw)
+        ActorCriticConfig(steps=1000, **kw).resolve(small_problem())
 
 
 def test_default_schedules_satisfy_every_condition():
     with warnings.catch_warnings():
         warnings.simplefilter("error", ScheduleWarning)
-        ActorCriticConfig(steps=10**6)
+        ActorCriticConfig(steps=10**6).resolve(small_problem())
 
 
 # --------------------------------------------------------------------------- runs
@@ -198,7 +237,7 @@ def test_with_x_fixed_the_critics_and_phi_converge(sampling):
     """x fixed (a one-point box), fixed tau: residual_phi and the phi critic error fall by
     more than 100x from the start, and the theta residual too (fixed seed)."""
     problem = small_problem(fixed_x=True)
-    cfg = ActorCriticConfig(steps=200_000, tau=0.3, lam=10.0, alpha=eb.schedules.power(0.5, 0.3),
+    cfg = ActorCriticConfig(steps=200_000, tau=0.3, lam=10.0, alpha=eb.schedules.power(0.3, 0.3),
                             beta=eb.schedules.power(0.5, 0.2), zeta=1e-3, sampling=sampling, log_every=50_000)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ScheduleWarning)  # fixed tau and lam, on purpose
@@ -245,7 +284,7 @@ def test_trace_round_trip_of_a_run(tmp_path):
 
 def test_exact_hypergradient_descent_decreases_phi_tau():
     problem = small_problem()
-    cfg = ActorCriticConfig(steps=100, tau=0.3, zeta=0.02, alpha=0.1, beta=0.1, log_every=10)
+    cfg = ActorCriticConfig(steps=100, tau=0.3, zeta=0.02, alpha=0.1, beta=0.2, log_every=10)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ScheduleWarning)
         tr = eb.run(problem, cfg, method="hypergradient")
@@ -279,7 +318,7 @@ def test_nested_penalty_and_hypergradient_descent_reach_nearby_points():
     """Both oracle methods converge (fixed tau and lam); their limits differ by O(1/lam):
     the stationary point of ell_lam is within C/lam of that of Phi_tau."""
     problem = small_problem()
-    common = dict(steps=400, tau=0.3, alpha=0.5, beta=0.5, zeta=0.5, log_every=400)
+    common = dict(steps=400, tau=0.3, alpha=0.2, beta=0.5, zeta=0.5, log_every=400)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ScheduleWarning)
         x_hg = eb.run(problem, ActorCriticConfig(lam=1.0, **common), method="hypergradient")["x"][-1]
@@ -292,7 +331,7 @@ def test_partial_sgd_ignores_the_lower_level():
     """Its upper step is grad_x f = kappa (x - center) only: x follows the deterministic
     recursion x <- x - zeta kappa (x - center), whatever the samples."""
     problem = small_problem()
-    cfg = ActorCriticConfig(steps=50, alpha=0.5, beta=0.5, zeta=0.1, log_every=50, diagnostics=False)
+    cfg = ActorCriticConfig(steps=50, alpha=0.05, beta=0.5, zeta=0.1, log_every=50, diagnostics=False)
     x = eb.run(problem, cfg, seed=3, method="partial_sgd")["x"][-1]
     expect = problem.x0.copy()
     center = problem.objective.center
@@ -308,11 +347,11 @@ def test_exact_mode_converges_to_the_hypergradient_stationary_point_within_order
     problem = small_problem()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ScheduleWarning)
-        x_hg = eb.run(problem, ActorCriticConfig(steps=400, tau=0.3, lam=1.0, alpha=0.5, beta=0.5, zeta=0.5,
+        x_hg = eb.run(problem, ActorCriticConfig(steps=400, tau=0.3, lam=1.0, alpha=0.2, beta=0.5, zeta=0.5,
                                                  log_every=400), method="hypergradient")["x"][-1]
         gaps = []
         for lam in (10.0, 100.0):
-            cfg = ActorCriticConfig(steps=4000, tau=0.3, lam=lam, alpha=1.0, beta=1.0, zeta=0.5 / lam, exact=True,
+            cfg = ActorCriticConfig(steps=4000, tau=0.3, lam=lam, alpha=0.6, beta=1.0, zeta=0.5 / lam, exact=True,
                                     actor="npg", log_every=4000, diagnostics=False)
             gaps.append(np.linalg.norm(eb.run(problem, cfg)["x"][-1] - x_hg))
     assert gaps[1] < gaps[0] / 3
@@ -424,7 +463,7 @@ def test_rlhf_fits_x_to_the_reference_policy_then_learns_the_lower_level():
     """x = argmin f(x, pi_0) (projected gradient ~ 0 there, by finite differences of f), it
     never moves again, and the learner's residual falls."""
     problem = small_problem(objective="matching")
-    cfg = ActorCriticConfig(steps=20_000, tau=0.3, alpha=0.5, beta=0.5, zeta=1e-3, log_every=5000)
+    cfg = ActorCriticConfig(steps=20_000, tau=0.3, alpha=0.3, beta=0.5, zeta=1e-3, log_every=5000)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ScheduleWarning)
         tr = eb.run(problem, cfg, seed=0, method="rlhf")
@@ -453,8 +492,75 @@ def test_metrics_are_logged_beside_the_diagnostics():
 
 def test_critic_init_starts_the_soft_critics_there():
     problem = small_problem()
-    tr = eb.run(problem, ActorCriticConfig(steps=10, log_every=10, critic_init=2.5), seed=0)
+    tr = eb.run(problem, ActorCriticConfig(steps=10, tau=0.5, log_every=10, critic_init=2.5), seed=0)
     # at k = 0 the critics are 2.5 everywhere; the exact Q of the uniform policy is not
     _, Q = eb.evaluate(problem.mdp, problem.reward.value(problem.x0), np.full((5, 3), 1 / 3), tau=0.5)
     _, nu = eb.occupancy(problem.mdp, np.full((5, 3), 1 / 3))
     assert tr["critic_error_phi"][0] == pytest.approx(float(np.sum(nu * (2.5 - Q) ** 2)), rel=1e-9)
+
+
+def _not_a_checkpoint_text(path):
+    path.write_text("hello")
+
+
+def _not_a_checkpoint_npz(path):
+    np.savez(path, other=np.zeros(3))
+
+
+def _checkpoint_with_bad_meta(path):
+    np.savez(path, meta=np.array("{not json"))
+
+
+def _not_a_checkpoint_npy(path):
+    with open(path, "wb") as fh:
+        np.save(fh, np.zeros(3))
+
+
+@pytest.mark.parametrize("write,reason", [
+    (_not_a_checkpoint_text, "not a readable .npz archive"),
+    (lambda p: p.write_bytes(b""), "not a readable .npz archive"),
+    (_not_a_checkpoint_npy, "single .npy array"),
+    (_not_a_checkpoint_npz, "no readable meta entry"),
+    (_checkpoint_with_bad_meta, "no readable meta entry"),
+])
+def test_a_file_that_is_not_a_checkpoint_is_named(tmp_path, write, reason):
+    problem = small_problem()
+    cfg = ActorCriticConfig(steps=10, log_every=5, diagnostics=False)
+    ckpt = tmp_path / "run.ckpt.npz"
+    write(ckpt)
+    before = ckpt.read_bytes()
+    with pytest.raises(ValueError) as exc:
+        eb.run(problem, cfg, seed=0, checkpoint=ckpt)
+    message = str(exc.value)
+    assert str(ckpt) in message and reason in message and "delete it" in message, message
+    assert "pickled" not in message
+    assert ckpt.read_bytes() == before  # the user's file is left as it was
+
+
+@pytest.mark.parametrize("returned,error,match", [
+    ("0.1", TypeError, "got str '0.1' at k = 0"),
+    (None, TypeError, "got NoneType None"),
+    ([0.1, 0.2], TypeError, "got list"),
+    (1 + 2j, TypeError, "got complex"),
+    (True, TypeError, "got bool"),
+    (float("nan"), ValueError, "gave nan at step k = 0"),
+])
+def test_a_schedule_returning_a_non_number_is_named(returned, error, match):
+    from exactbilevel import schedules
+
+    with pytest.raises(error, match=match) as exc:
+        schedules.evaluate("alpha", lambda k: returned, np.arange(4))
+    assert "schedule alpha" in str(exc.value)
+
+
+def test_schedule_evaluate_agrees_with_a_loop_for_scalar_and_vectorized_callables():
+    from exactbilevel import schedules
+
+    ks = np.arange(7)
+    expect = np.array([0.5 * (k + 1) ** -0.3 for k in range(7)])  # a plain Python loop
+    scalar_only = lambda k: 0.5 * (k + 1) ** -0.3 if isinstance(k, int) else "no arrays"  # noqa: E731
+    for fn in (schedules.power(0.5, 0.3), scalar_only):
+        got = schedules.evaluate("zeta", fn, ks)
+        assert got.dtype == np.float64 and got.shape == ks.shape
+        np.testing.assert_allclose(got, expect, rtol=1e-15)
+    np.testing.assert_array_equal(schedules.evaluate("zeta", lambda k: np.float32(2.0), ks), np.full(7, 2.0))

@@ -357,7 +357,7 @@ def test_from_gymnasium_hand_made_table():
         (fake_env({0: {0: []}, 1: {1: []}}), {"rho": [1, 0]}, ValueError, r"P\[1\] must be a dict with the actions"),
         (fake_env({0: {0: [(1.0, 3, 0.0, False)]}}), {"rho": [1.0]}, ValueError, r"next state 3, not an int in \[0, 1\)"),
         (fake_env({0: {0: [(1.0, 0, 0.0)]}}), {"rho": [1.0]}, ValueError, "expected \\(prob, next_state"),
-        (fake_env({0: {0: [(1.0, 0, np.nan, False)]}}), {"rho": [1.0]}, ValueError, "NaN or infinite reward"),
+        (fake_env({0: {0: [(1.0, 0, np.nan, False)]}}), {"rho": [1.0]}, ValueError, "has the reward nan; rewards must be finite"),
         (fake_env({0: {0: [(0.5, 0, 0.0, False)]}}), {"rho": [1.0]}, ValueError, r"probabilities of env.unwrapped.P\[0\]\[0\] sum to 0.5"),
         (fake_env({0: {0: [(1.5, 0, 0.0, False), (-0.5, 0, 0.0, False)]}}), {"rho": [1.0]}, ValueError, r"P\[0\]\[0\] has probability -0.5"),
         (fake_env({0: {0: [(1.0, 0, 0.0, False)]}}), {"gamma": 1.5}, ValueError, "gamma must lie in"),
@@ -379,3 +379,39 @@ def test_envs_namespace():
     assert eb.envs.random_mdp is random_mdp and eb.envs.gridworld is gridworld
     assert isinstance(gridworld(n=2), eb.envs.GridWorld)
     assert isinstance(random_mdp(2, 2, successors=1).P, sp.csr_matrix)
+
+
+@pytest.mark.parametrize(
+    "table, match",
+    [
+        ({0: {0: [("a", 0, 0.0, False)]}}, r"P\[0\]\[0\]\[0\] has the probability 'a'; it must be a real number"),
+        ({0: {0: [([1.0], 0, 0.0, False)]}}, r"P\[0\]\[0\]\[0\] has the probability \[1.0\]"),
+        ({0: {0: [(1.0, 0, None, False)]}}, r"P\[0\]\[0\]\[0\] has the reward None; it must be a finite real"),
+        ({0: {0: [(1.0, 0, "1", False)]}}, r"has the reward '1'"),
+        ({0: {0: [(1.0, 0, np.inf, False)]}}, r"P\[0\]\[0\] has the reward inf; rewards must be finite"),
+        ({0: {0: [(1.0, 0, 0.0, "no")]}}, r"terminated = 'no'; it must be True or False"),
+        ({0: {0: [(1.0, True, 0.0, False)]}}, r"next state True, not an int"),
+        ({0: {0: 5}}, r"P\[0\]\[0\] must be a list of outcomes \(prob, next_state, reward, terminated\), got int"),
+        ({0: {0: "abcd"}}, r"P\[0\]\[0\] must be a list of outcomes .* got str"),
+        ({0: {0: [(1.0, 0)]}}, r"entry \(1.0, 0\) at position 0; expected \(prob"),
+        ({0: {0: ["abcd"]}}, r"entry 'abcd' at position 0"),
+    ],
+)
+def test_from_gymnasium_names_the_bad_entry_of_a_malformed_table(table, match):
+    with pytest.raises(ValueError, match=match):
+        from_gymnasium(fake_env(table), 0.9, rho=[1.0])
+
+
+@pytest.mark.parametrize("distrib, total", [([1.0, 1.0], 2.0), ([0.25, 0.25], 0.5), ([0.0, 0.0], 0.0)])
+def test_from_gymnasium_names_an_initial_distribution_that_does_not_sum_to_one(distrib, total):
+    table = {0: {0: [(1.0, 1, 0.0, True)]}, 1: {0: [(1.0, 1, 0.0, False)]}}  # with an absorbing state added
+    with pytest.raises(ValueError, match=rf"env.unwrapped.initial_state_distrib sums to {total!r}, not 1.*pass rho"):
+        from_gymnasium(fake_env(table, initial_state_distrib=np.array(distrib)), 0.9)
+    with pytest.raises(ValueError, match=rf"^rho sums to {total!r}, not 1.*over the environment's 2 states"):
+        from_gymnasium(fake_env(table), 0.9, rho=distrib)
+
+
+def test_from_gymnasium_accepts_numpy_scalars_in_the_table():
+    table = {0: {0: [(np.float32(0.5), np.int64(0), np.float64(1.0), np.bool_(False)), (0.5, 0, 3, False)]}}
+    out = from_gymnasium(fake_env(table), 0.9, rho=[1.0])
+    assert out.reward[0, 0] == 0.5 * 1.0 + 0.5 * 3

@@ -70,7 +70,7 @@ def test_logging_options_are_checked():
 ORACLE_METHODS = ("hypergradient", "nested_penalty")
 
 
-SCHEDULES = dict(tau=0.3, lam=5.0, alpha=0.3, beta=0.3, zeta=0.02)
+SCHEDULES = dict(tau=0.3, lam=5.0, alpha=0.1, beta=0.3, zeta=0.005)
 
 
 def _config(method, spacing, steps=None, **kw):

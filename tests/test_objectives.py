@@ -70,3 +70,30 @@ def test_objectives_validate_their_inputs():
         obj.value(np.ones(3), np.full((3, 2), 0.5))
     with pytest.raises(ValueError, match=r"pi\[0, :\] sums to"):
         obj.grad_pi(np.ones(2), np.ones((3, 2)))
+
+
+@pytest.mark.parametrize("returned,error,match", [
+    ("1.0", TypeError, "got str '1.0'"),
+    (None, TypeError, "got NoneType"),
+    ({"a": 1}, TypeError, "got dict"),
+    (1 + 2j, TypeError, "got complex"),
+    (True, TypeError, "got bool"),
+    ([[1.0], [1.0, 2.0]], TypeError, "got list"),
+    ([1.0, 2.0], ValueError, r"of shape \(2,\)"),
+    (np.nan, ValueError, "got nan"),
+    (np.inf, ValueError, "got inf"),
+])
+def test_callable_objective_names_a_value_that_is_not_a_number(returned, error, match):
+    mdp = eb.envs.random_mdp(3, 2, seed=0)
+    obj = eb.CallableObjective(mdp, lambda x, p: returned, lambda x, p: 2 * x, lambda x, p: np.ones((3, 2)))
+    with pytest.raises(error, match="value_fn must return a finite scalar") as exc:
+        obj.value(np.ones(2), np.full((3, 2), 0.5))
+    assert exc.match(match)
+
+
+@pytest.mark.parametrize("returned", [np.float32(1.5), np.int64(3), np.array(2.5), 7])
+def test_callable_objective_accepts_numpy_and_python_real_scalars(returned):
+    mdp = eb.envs.random_mdp(3, 2, seed=0)
+    obj = eb.CallableObjective(mdp, lambda x, p: returned, lambda x, p: 2 * x, lambda x, p: np.ones((3, 2)))
+    value = obj.value(np.ones(2), np.full((3, 2), 0.5))
+    assert type(value) is float and value == float(returned)

@@ -244,3 +244,24 @@ def test_cost_of_policy_gradient_refuses_a_gradient_where_pi_never_goes():
     g = np.ones((tree.mdp.S, tree.mdp.A))
     with pytest.raises(ValueError, match="which pi never visits"):
         eb.objectives.cost_of_policy_gradient(tree.mdp, pi, g)
+
+
+@pytest.mark.parametrize("vocab", [None, 5, "ab", b"ab"])
+def test_prefix_tree_vocab_must_be_a_sequence_of_strings(vocab):
+    with pytest.raises(TypeError, match="vocab must be a sequence of token strings"):
+        prefix_tree(vocab, 2)
+
+
+@pytest.mark.parametrize("V,H", [(2, 18), (2, 19), (2, 63), (2, 64), (3, 12), (3, 13), (1, 10**6 - 1), (1, 10**6),
+                                 (1, 10**18), (10, 5), (10, 6)])
+def test_prefix_tree_size_limit_is_the_closed_form_count(V, H):
+    """The tree has sum_h V^h = (V^(H+1) - 1) / (V - 1) prefixes (H + 1 when V = 1), refused
+    above 10^6 with a message naming the limit, never an int64 overflow."""
+    count = H + 1 if V == 1 else (V ** (H + 1) - 1) // (V - 1)
+    vocab = [f"w{i}" for i in range(V)]
+    if count <= 10**6:
+        if count <= 2 * 10**5:  # keep the test cheap: build only the small ones
+            assert prefix_tree(vocab, H).n_sequences == count
+    else:
+        with pytest.raises(ValueError, match=r"more than 10\^6 prefixes .*reduce the horizon or the vocabulary"):
+            prefix_tree(vocab, H)

@@ -168,7 +168,7 @@ def test_builder_matches_direct_construction():
         b.add(k=5, x=np.zeros(2))
     with pytest.raises(ValueError, match="shape"):
         b.add(k=5, x=np.zeros(3), residual_phi=0.0)
-    with pytest.raises(ValueError, match="1-D"):
+    with pytest.raises(ValueError, match=r"changes the shape of \['x'\]"):
         b.add(k=5, x=np.zeros((2, 1)), residual_phi=0.0)
     assert len(b) == 5  # rejected rows are not recorded
 
@@ -199,3 +199,66 @@ def test_run_metadata(monkeypatch):
     with pytest.raises(TypeError, match="seed"):
         run_metadata({}, seed=1.5)
     assert tr.__all__ == ["COLUMNS", "Trace", "TraceBuilder", "run_metadata"]
+
+
+# --------------------------------------------------------------------------- damaged files
+
+
+def _rehash(tmp_path, stem="run", **changes):
+    """Rewrite the .json of ``stem`` with ``changes`` and the SHA-256 of the current .npz."""
+    import hashlib
+
+    doc = json.loads((tmp_path / f"{stem}.json").read_text())
+    doc["npz_sha256"] = hashlib.sha256((tmp_path / f"{stem}.npz").read_bytes()).hexdigest()
+    doc.update(changes)
+    (tmp_path / f"{stem}.json").write_text(json.dumps(doc))
+
+
+def _truncate(path, keep=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+@pytest.mark.parametrize("damage,match", [
+    (lambda d: _truncate(d / "run.json"), r"run\.json is damaged: not valid UTF-8 JSON"),
+    (lambda d: (d / "run.json").write_bytes(b'{"format": "\xff"}'), r"run\.json is damaged: not valid UTF-8"),
+    (lambda d: (d / "run.json").write_text("[1, 2]"), r"run\.json is not an exactbilevel trace"),
+    (lambda d: _rehash(d, npz_sha256=None), r"run\.json is damaged: no 'npz_sha256'"),
+    (lambda d: _rehash(d, columns="k"), r"run\.json is damaged: 'columns' is not a list"),
+    (lambda d: _rehash(d, meta=[1]), r"run\.json is damaged: 'meta' is not a JSON object"),
+    (lambda d: _truncate(d / "run.npz"), r"run\.npz does not match .*run\.json"),
+    (lambda d: (_truncate(d / "run.npz"), _rehash(d)), r"run\.npz is not a readable \.npz archive"),
+    (lambda d: ((d / "run.npz").write_bytes(b""), _rehash(d)), r"run\.npz is not a readable \.npz archive"),
+    (lambda d: (np.save(d / "run.npz", np.zeros(3)), os.replace(d / "run.npz.npy", d / "run.npz"), _rehash(d)),
+     r"run\.npz is a single \.npy array"),
+    (lambda d: _rehash(d, columns=["k", "nope"]), r"run\.npz lacks the arrays \['nope'\]"),
+    (lambda d: (np.savez(d / "run.npz", k=np.zeros(2), x=np.zeros(3)), _rehash(d, columns=["k", "x"])),
+     r"run\.npz is not a valid trace: every column must have the same first dimension"),
+    (lambda d: (np.savez(d / "run.npz", k=np.array(["a"])), _rehash(d, columns=["k"])),
+     r"run\.npz is not a valid trace: column 'k' must have a bool, int or float dtype"),
+])
+def test_damaged_files_raise_value_error_naming_the_file(tmp_path, damage, match):
+    Trace({"k": [1, 2, 3], "x": np.zeros((3, 2))}, {"a": 1}).save(tmp_path / "run")
+    damage(tmp_path)
+    with pytest.raises(ValueError, match=match):
+        Trace.load(tmp_path / "run")
+
+
+def test_a_missing_file_is_an_os_error_naming_it(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing.json"):
+        Trace.load(tmp_path / "nothing")
+    Trace({"k": [1]}).save(tmp_path / "run")
+    os.remove(tmp_path / "run.npz")
+    with pytest.raises(FileNotFoundError, match="run.npz"):
+        Trace.load(tmp_path / "run")
+
+
+def test_a_corrupted_member_of_the_archive_is_a_value_error(tmp_path):
+    """A flipped byte inside the compressed-free member: zipfile's CRC check catches it."""
+    Trace({"k": np.arange(1000)}).save(tmp_path / "run")
+    data = bytearray((tmp_path / "run.npz").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / "run.npz").write_bytes(bytes(data))
+    _rehash(tmp_path)
+    with pytest.raises(ValueError, match=r"run\.npz is (damaged|not a readable)"):
+        Trace.load(tmp_path / "run")

@@ -76,28 +76,48 @@ def _table(env):
     return base, table, S, A
 
 
+_ENTRY = "(prob, next_state, reward, terminated)"
+
+
+def _real(value):
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
 def _outcomes(table, S, A):
-    """Flat arrays ``(row = s * A + a, next_state, prob, reward, terminated)`` over every listed outcome."""
+    """Flat arrays ``(row = s * A + a, next_state, prob, reward, terminated)`` over every listed outcome.
+
+    Each ``table[s][a]`` must be a list (or tuple) of ``(prob, next_state, reward, terminated)``
+    with a real prob and reward, an int next state in [0, S) and a bool terminated; anything
+    else is a ValueError naming the entry and what it must be."""
     flat = []
     for s in range(S):
         for a in range(A):
-            for item in table[s][a]:
-                if not isinstance(item, Sequence) or len(item) != 4:
-                    raise ValueError(
-                        f"env.unwrapped.P[{s}][{a}] has the entry {item!r}; expected "
-                        "(prob, next_state, reward, terminated)"
-                    )
+            where = f"env.unwrapped.P[{s}][{a}]"
+            items = table[s][a]
+            if isinstance(items, (str, bytes)) or not isinstance(items, Sequence):
+                raise ValueError(f"{where} must be a list of outcomes {_ENTRY}, got {type(items).__name__} {items!r:.60}")
+            for i, item in enumerate(items):
+                if isinstance(item, (str, bytes)) or not isinstance(item, Sequence) or len(item) != 4:
+                    raise ValueError(f"{where} has the entry {item!r:.60} at position {i}; expected {_ENTRY}, a tuple of 4")
                 prob, nxt, rew, term = item
-                if not isinstance(nxt, numbers.Integral) or not 0 <= nxt < S:
-                    raise ValueError(
-                        f"env.unwrapped.P[{s}][{a}] has next state {nxt!r}, not an int in [0, {S})"
-                    )
+                if not _real(prob):
+                    raise ValueError(f"{where}[{i}] has the probability {prob!r:.60}; it must be a real number in [0, 1]")
+                if not _real(rew):
+                    raise ValueError(f"{where}[{i}] has the reward {rew!r:.60}; it must be a finite real number")
+                if isinstance(nxt, (bool, np.bool_)) or not isinstance(nxt, numbers.Integral) or not 0 <= nxt < S:
+                    raise ValueError(f"{where}[{i}] has next state {nxt!r:.60}, not an int in [0, {S})")
+                if not isinstance(term, (bool, np.bool_)):
+                    raise ValueError(f"{where}[{i}] has terminated = {term!r:.60}; it must be True or False")
                 flat.append((s * A + a, int(nxt), float(prob), float(rew), bool(term)))
     if not flat:
         raise ValueError("env.unwrapped.P lists no outcome at all; every (s, a) needs at least one")
     row, nxt, prob, rew, term = (np.array(col) for col in zip(*flat))
-    if not np.all(np.isfinite(rew)):
-        raise ValueError("env.unwrapped.P has a NaN or infinite reward; rewards must be finite")
+    bad = ~np.isfinite(rew)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"env.unwrapped.P[{row[i] // A}][{row[i] % A}] has the reward {float(rew[i])!r}; rewards must be finite"
+        )
     bad = ~(np.isfinite(prob) & (prob >= 0))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
@@ -182,6 +202,12 @@ def from_gymnasium(env, gamma, rho=None, sparse=False):
                 f"({S_env},) with the initial distribution (it is not estimated by resetting)"
             )
     rho = as_float_array(name_rho, rho, shape=(S_env,), nonneg=True)
+    total = float(rho.sum())
+    if not abs(total - 1.0) <= ROW_SUM_TOL:
+        raise ValueError(
+            f"{name_rho} sums to {total!r}, not 1 (tolerance {ROW_SUM_TOL}); pass rho, a probability distribution "
+            f"over the environment's {S_env} states (shape ({S_env},), entries >= 0 summing to 1)"
+        )
     row, nxt, prob, rew, term = _outcomes(table, S_env, A)
     sums = np.bincount(row, weights=prob, minlength=S_env * A)
     if np.any(np.abs(sums - 1.0) > ROW_SUM_TOL):

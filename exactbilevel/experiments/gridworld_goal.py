@@ -39,6 +39,7 @@ from ..objectives import OccupancyObjective
 from ..problem import BilevelProblem
 from ..rewards import GaussianGoalReward
 from ..solvers import solve
+from ..trace import read_npz
 from .config import dumps, need, option
 from .runs import load_runs, run_one, run_tasks, spread, step_sizes, write_atomic
 
@@ -56,8 +57,8 @@ class GridworldGoal:
     targets: tuple = option(((1, 8),), "target cells [row, col], u = -1")
     hazards: tuple = option(((3, 5), (4, 5), (5, 5)), "hazard cells, u = +1")
     kappa: float = option(0.01, "weight of kappa/2 |x - xbar|^2")
-    xbar: tuple = option((4.5, 4.5), "center of the quadratic term")
-    x0: tuple = option((3.0, 6.0), "starting goal position")
+    xbar: tuple = option((4.5, 4.5), "center of the quadratic term", length=2)
+    x0: tuple = option((3.0, 6.0), "starting goal position", length=2)
     steps: int = option(2_000_000, "actor-critic steps per run")
     seeds: int = option(10, "seeds per sampled method")
     log_every: int = option(50_000, "steps between logging points")
@@ -83,7 +84,7 @@ class GridworldGoal:
     landscape_tau: float = option(0.1, "tau of the Phi_tau landscape")
 
     def check(self):
-        need(self, self.n >= 2, "n", ">= 2")
+        need(self, 2 <= self.n <= 1000, "n", "an integer in [2, 1000]")
         need(self, 0 <= self.slip <= 1, "slip", "in [0, 1]")
         need(self, 0 <= self.gamma < 1, "gamma", "in [0, 1)")
         for key in ("sigma", "tau0", "lam0", "alpha0", "beta0", "zeta0", "landscape_step", "landscape_tau",
@@ -100,6 +101,8 @@ class GridworldGoal:
             need(self, len(getattr(self, key)) == 2 and all(0 <= v <= self.n - 1 for v in getattr(self, key)), key,
                  f"a point [x1, x2] in [0, {self.n - 1}]^2")
         need(self, all(t > 0 for t in self.tau_fixed), "tau_fixed", "a list of numbers > 0")
+        need(self, (self.n - 1) / self.landscape_step <= 10**3, "landscape_step",
+             f"at least (n - 1) / 1000 = {(self.n - 1) / 1000:g} (at most 1001 x 1001 landscape points)")
         need(self, self.actor in ("pg", "npg"), "actor", '"pg" or "npg"')
 
 
@@ -208,7 +211,7 @@ def figures(out):
     from .. import plots
 
     out = Path(out)
-    land = np.load(out / "landscape.npz")
+    land = read_npz(out / "landscape.npz", ("grid", "phi0", "phi_tau", "tau"))
     runs = load_runs(out)
     # x = (row, column) of the grid: drawn with the column horizontal, rows downwards
     paths = {name: np.median(np.stack([t["x"] for t in traces]), axis=0)[:, ::-1] for name, traces in runs.items()}

@@ -57,6 +57,7 @@ from ..problem import BilevelProblem
 from ..rewards import LinearReward
 from ..runner import run
 from ..solvers import solve
+from ..trace import read_npz
 from .config import dumps, need, option
 from .runs import load_runs, run_one, run_tasks, spread, step_sizes, write_atomic
 
@@ -93,13 +94,14 @@ class HappyTweets:
     actor: str = option("npg", "pg or npg")
     oracle_steps: int = option(100, "outer steps of the exact hyper-gradient descent")
     oracle_zeta: float = option(1.0, "its constant step size")
-    frontier_taus: tuple = option((0.25, 4.0), "the exact trade-off figure: tau from ... to ... (7 values)")
+    frontier_taus: tuple = option((0.25, 4.0), "the exact trade-off figure: tau from ... to ... (7 values)",
+                                 length=2)
 
     def check(self):
         need(self, len(self.vocab) >= 1 and all(isinstance(w, str) and w for w in self.vocab)
              and len(set(self.vocab)) == len(self.vocab), "vocab", "a list of distinct non-empty words")
         need(self, all(isinstance(w, str) for w in self.negations), "negations", "a list of words")
-        need(self, 1 <= self.horizon and len(self.vocab) ** self.horizon <= 10**5, "horizon",
+        need(self, 1 <= self.horizon <= 64 and len(self.vocab) ** self.horizon <= 10**5, "horizon",
              "an integer >= 1 with len(vocab)^horizon <= 10^5")
         need(self, 0 < self.gamma < 1, "gamma", "in (0, 1)")
         for key in ("tau0", "tau_fixed", "lam0", "alpha0", "beta0", "zeta0", "oracle_zeta", "x_bound"):
@@ -290,7 +292,7 @@ def figures(out):
             ax.annotate("exact bilevel optimum (oracle)", (0.02, level), xycoords=("axes fraction", "data"),
                         xytext=(0, -3), textcoords="offset points", fontsize="small", color="0.35", va="top")
         plots.save(fig, out / stem)
-    front = np.load(out / "frontier.npz")
+    front = read_npz(out / "frontier.npz", ("tau", "rlhf", "bilevel"))
     points = {}
     for name, traces in sampled.items():
         if "decaying" in name:  # another problem (tau -> 0): not on these curves

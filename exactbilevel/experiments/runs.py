@@ -73,12 +73,23 @@ def run_one(setup, cfg, name, method, kw, seed, out):
 
 
 def load_runs(out, names=None):
-    """``method name -> [Trace]`` (sorted by seed file) from a results folder; ``names``
-    None: the methods its ``summary.json`` lists."""
+    """``method name -> [Trace]`` (sorted by seed file, ``seed<k>.npz``; checkpoints are not
+    runs) from a results folder; ``names`` None: the methods its ``summary.json`` lists.
+    ValueError naming the file for a damaged summary or trace, or a method without runs."""
     out = Path(out)
     if names is None:
-        names = json.loads((out / "summary.json").read_text())["methods"]
-    return {name: [Trace.load(p) for p in sorted((out / "runs" / slug(name)).glob("seed*.npz"))] for name in names}
+        summary = out / "summary.json"
+        try:
+            names = json.loads(summary.read_text(encoding="utf-8"))["methods"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{summary} is damaged: no readable list of methods ({type(exc).__name__}: {exc})") from None
+    runs = {}
+    for name in names:
+        folder = out / "runs" / slug(name)
+        runs[name] = [Trace.load(p) for p in sorted(folder.glob("seed*.npz")) if re.fullmatch(r"seed\d+\.npz", p.name)]
+        if not runs[name]:
+            raise ValueError(f"no runs of the method {name!r} in {folder} (no seed*.npz)")
+    return runs
 
 
 def spread(name, values):

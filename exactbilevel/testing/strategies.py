@@ -433,3 +433,194 @@ def taus(min=1e-6, max=10.0, include_zero=False):  # noqa: A002 - names fixed by
         raise InvalidArgument(f"taus needs 0 < min <= max < inf, got min={min!r}, max={max!r}")
     base = _log_uniform(lo, hi)
     return st.one_of(st.just(0.0), base) if include_zero else base
+
+
+# --------------------------------------------------------------------------- malformed command-line input
+#
+# Inputs a user of the ``exactbilevel`` command could get wrong: configuration files
+# (one key of the wrong type or shape, out of range, unknown, or text that is not TOML),
+# sweep grids, and argument lists.  Every one of them is an error that the command line
+# must reject before computing anything, with exit status 2 and one line on stderr.
+
+
+def _toml(value):
+    """TOML text of a str, bool, int, float (nan and inf included) or list/tuple of those."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf") if math.isinf(value) else repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    return repr(value)
+
+
+_WORDS = st.text(alphabet="abcxyz", min_size=0, max_size=5)
+_ANY_SCALAR = st.one_of(st.booleans(), st.integers(-10**6, 10**6), _WORDS,
+                        st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False),
+                        st.sampled_from([math.nan, math.inf, -math.inf]))
+_ANY_VALUE = st.recursive(_ANY_SCALAR, lambda inner: st.lists(inner, max_size=3), max_leaves=6)
+
+
+def wrong_config_values(schema):
+    """TOML values (Python str, bool, int, float, lists) that do not fit ``schema``, the
+    ``metadata["schema"]`` of a configuration field (:func:`exactbilevel.experiments.config.option`):
+    a value of another type, an array of the wrong length or with a wrong item, a scalar
+    where an array is expected, a non-finite number where a finite one is."""
+    from ..experiments.config import ConfigError, check_value
+
+    def misfit(value):
+        try:
+            check_value("key", value, schema)
+        except ConfigError:
+            return True
+        return False
+
+    near = [_ANY_VALUE]
+    if isinstance(schema, tuple):  # an array: right length with one wrong item, or wrong length
+        _, item, length = schema
+        n = length if length is not None else 2
+        near.append(st.lists(_ANY_VALUE, min_size=n, max_size=n))
+        if length is not None:
+            near.append(st.lists(st.integers(0, 5), max_size=length + 2).filter(lambda v: len(v) != length))
+    return st.one_of(near).filter(misfit)
+
+
+#: Values of keys every experiment has, out of their range (type and shape are right).
+_OUT_OF_RANGE = (("gamma", 1.0), ("gamma", -0.5), ("seeds", 0), ("steps", -1), ("log_every", 0))
+_NOT_TOML = ("steps = [", "= 3", "steps = 'a", "[[", "steps = 1\nsteps = 2", "steps = 1 2", "x = {")
+
+
+def _experiment_names(experiments):
+    from ..experiments import EXPERIMENTS
+
+    names = sorted(EXPERIMENTS) if experiments is None else list(experiments)
+    unknown = [n for n in names if n not in EXPERIMENTS]
+    if not names or unknown:
+        raise InvalidArgument(f"experiments must be names of {sorted(EXPERIMENTS)}, got {experiments!r}")
+    return names, EXPERIMENTS
+
+
+@st.composite
+def malformed_configs(draw, experiments=None):
+    """``(experiment, toml_text, key)``: a configuration file for ``exactbilevel run EXPERIMENT
+    --config FILE`` that must be rejected, with the key the message must name (None for
+    text that is not TOML).  One key has a value of the wrong type or shape
+    (:func:`wrong_config_values`) or out of range, or a key is unknown, or the text is not TOML.
+
+    >>> from hypothesis import given, settings
+    >>> @settings(max_examples=5, deadline=None)
+    ... @given(malformed_configs())
+    ... def check(case):
+    ...     name, text, key = case
+    ...     assert key is None or key in text
+    >>> check()
+    """
+    import dataclasses
+
+    names, table = _experiment_names(experiments)
+    name = draw(st.sampled_from(names))
+    fields = dataclasses.fields(table[name][1])
+    kind = draw(st.sampled_from(["type", "range", "unknown", "syntax"]))
+    if kind == "type":
+        field = draw(st.sampled_from(fields))
+        value = draw(wrong_config_values(field.metadata["schema"]))
+        return name, f"{field.name} = {_toml(value)}\n", field.name
+    if kind == "range":
+        key, value = draw(st.sampled_from(_OUT_OF_RANGE))
+        return name, f"{key} = {_toml(value)}\n", key
+    if kind == "unknown":
+        known = {f.name for f in fields}
+        key = draw(st.from_regex(r"[a-z][a-z_]{0,11}", fullmatch=True).filter(lambda k: k not in known))
+        return name, f"{key} = 1\n", key
+    return name, draw(st.sampled_from(_NOT_TOML)) + "\n", None
+
+
+@st.composite
+def malformed_grids(draw, experiments=None):
+    """``(experiment, toml_text, key)``: a sweep grid for ``exactbilevel sweep EXPERIMENT --grid
+    FILE`` that must be rejected: one key's values include one of the wrong type or shape,
+    a key's values are not a non-empty array, a key is unknown, or the text is not TOML
+    (key None)."""
+    import dataclasses
+
+    names, table = _experiment_names(experiments)
+    name = draw(st.sampled_from(names))
+    fields = dataclasses.fields(table[name][1])
+    kind = draw(st.sampled_from(["value", "not-array", "unknown", "syntax"]))
+    if kind == "value":
+        field = draw(st.sampled_from(fields))
+        wrong = draw(wrong_config_values(field.metadata["schema"]))
+        values = draw(st.permutations([field.default, wrong]))
+        return name, f"{field.name} = {_toml(list(values))}\n", field.name
+    if kind == "not-array":
+        field = draw(st.sampled_from(fields))
+        value = draw(st.one_of(st.just([]), _ANY_SCALAR))
+        return name, f"{field.name} = {_toml(value)}\n", field.name
+    if kind == "unknown":
+        known = {f.name for f in fields}
+        key = draw(st.from_regex(r"[a-z][a-z_]{0,11}", fullmatch=True).filter(lambda k: k not in known))
+        return name, f"{key} = [1]\n", key
+    return name, draw(st.sampled_from(_NOT_TOML)) + "\n", None
+
+
+_NOT_INT = st.sampled_from(["x", "1.5", "", "1e3", "--", "two"])
+_NOT_FLOAT = st.sampled_from(["x", "", "1,5", "one", "0x"])
+
+
+@st.composite
+def malformed_arguments(draw, missing="/nonexistent-exactbilevel-path/missing"):
+    """Argument lists of the ``exactbilevel`` command that must be rejected before anything
+    is computed: an option out of range or of the wrong type (``solve --n/--gamma/--tol``,
+    ``run --seeds/--steps/--workers``, ``sweep --workers``), an unknown subcommand,
+    experiment or option, a missing argument, or a path ``missing`` that does not exist
+    given as ``--config``, ``--grid`` or the results folder of ``plot``.
+
+    >>> from hypothesis import given, settings
+    >>> @settings(max_examples=5, deadline=None)
+    ... @given(malformed_arguments())
+    ... def check(argv):
+    ...     assert all(isinstance(a, str) for a in argv)
+    >>> check()
+    """
+    from ..__main__ import MAX_SOLVE_N
+
+    names, _ = _experiment_names(None)
+    exp = draw(st.sampled_from(names))
+    kind = draw(st.sampled_from(["n", "gamma", "tol", "count", "workers", "name", "command", "option", "path"]))
+    if kind == "n":
+        n = draw(st.one_of(st.integers(max_value=0).map(str), st.integers(MAX_SOLVE_N + 1, 10**12).map(str), _NOT_INT))
+        return ["solve", "--n", n]
+    if kind == "gamma":
+        bad = st.one_of(st.floats(max_value=0.0, exclude_max=True), st.floats(min_value=1.0), st.just(math.nan))
+        return ["solve", "--gamma", draw(st.one_of(bad.map(repr), _NOT_FLOAT))]
+    if kind == "tol":
+        bad = st.one_of(st.floats(max_value=0.0), st.sampled_from([math.nan, math.inf]))
+        return ["solve", "--tol", draw(st.one_of(bad.map(repr), _NOT_FLOAT))]
+    if kind == "count":
+        option = draw(st.sampled_from(["--seeds", "--steps"]))
+        return ["run", exp, option, draw(st.one_of(st.integers(max_value=0).map(str), _NOT_INT))]
+    if kind == "workers":
+        w = draw(st.one_of(st.integers(max_value=0).map(str), _NOT_INT))
+        if draw(st.booleans()):
+            return ["run", exp, "--workers", w]
+        return ["sweep", exp, "--grid", missing + ".toml", "--workers", w]
+    if kind == "name":
+        other = draw(st.from_regex(r"[a-z][a-z-]{0,15}", fullmatch=True).filter(lambda s: s not in names))
+        return [draw(st.sampled_from(["run", "sweep", "config"])), other]
+    if kind == "command":
+        return draw(st.sampled_from([[], ["frobnicate"], ["run"], ["sweep", exp], ["plot"], ["config"],
+                                     ["solve", "--n"], ["list", "extra"]]))
+    if kind == "option":
+        known = ("--config", "--seeds", "--steps", "--out", "--workers", "--quiet", "--help", "--grid",
+                 "--scheduler", "--n", "--gamma", "--tol")  # argparse takes any prefix of an option
+        flag = draw(st.from_regex(r"--[a-z]{1,10}", fullmatch=True).filter(
+            lambda f: not any(k.startswith(f) for k in known)))
+        return draw(st.sampled_from([["run", exp], ["solve"], ["list"]])) + [flag]
+    where = draw(st.sampled_from(["config", "grid", "plot"]))
+    if where == "config":
+        return ["run", exp, "--config", missing + ".toml"]
+    if where == "grid":
+        return ["sweep", exp, "--grid", missing + ".toml"]
+    return ["plot", missing]
