@@ -187,6 +187,7 @@ class Bench:
         self.p = {"dense": dense_problem(self.cfg["dense_S"]), "grid": grid_problem(self.cfg["grid_n"])}
         self.p["grid999"] = Problem(self.p["grid"].mdp.replace(gamma=0.999), self.p["grid"].r)
         self.p["small"] = grid_problem(45)  # S = 2025: below DENSE_LU_MAX_STATES, solved by sparse LU
+        self.p["periodic"] = periodic_problem()
         self.qe = {name: self.p[name].qe() for name in ("dense", "grid")}
         self.setup_s = time.perf_counter() - t0
         self.memo, self.log, self.notes = {}, {}, {}
@@ -296,6 +297,25 @@ def our_solve(prob, tau, method, cls, cap=None):
     return make, cls, cap
 
 
+def periodic_problem():
+    """The 2-state periodic chain 0 -> 1 -> 0 (A = 1) at gamma = 0.999, reward 1 in state 0:
+    value iteration's span contracts only at rate gamma (about 26,000 sweeps to
+    its default tolerance), so the time is the per-sweep overhead of a tiny
+    problem (kernel launches, Python-level work), which small problems avoid:
+    one Numba thread and a compiled value-iteration loop
+    (``_kernels.SERIAL_MAX_WORK``)."""
+    P = np.zeros((2, 1, 2))
+    P[0, 0, 1] = P[1, 0, 0] = 1.0
+    return Problem(eb.TabularMDP(P, 0.999), np.array([[1.0], [0.0]]))
+
+
+def periodic_solve(method):
+    def make(b):
+        p = b.p["periodic"]
+        return lambda: eb.solve(p.mdp, p.r, method=method)  # the default tolerance
+    return make, "mid", None
+
+
 def qe_mpi(prob, cls, cap=None):
     def make(b):
         ddp = b.qe[prob]
@@ -376,6 +396,8 @@ MEASURES = {
     "cold_process": (cold_process, "mid", None),
     "evaluate_small": (evaluate_small, "cheap", None),
     "dense_lu_small": (dense_lu_small, "cheap", None),
+    "solve_periodic_vi": periodic_solve("value_iteration"),
+    "solve_periodic_mpi": periodic_solve("modified_policy_iteration"),
 }
 
 
@@ -408,6 +430,9 @@ ROWS = [
     ("grid g=0.999 solve soft 0.1 [s]", "solve_grid999_soft", None, Target(60.0, strict=True)),
     ("second process import+solve [s]", "cold_process", None, Target(1.0, strict=True)),
     ("sparse evaluate 45x45 vs dense LU", "evaluate_small", "dense_lu_small", None),
+    # per-sweep overhead of a tiny problem: 2 states, gamma = 0.999 (were 11 s and more)
+    ("periodic S=2 g=0.999 VI [s]", "solve_periodic_vi", None, Target(0.5, strict=True)),
+    ("periodic S=2 g=0.999 MPI [s]", "solve_periodic_mpi", None, Target(0.5, strict=True)),
     # last: informative only and as slow as the auto solve (auto hands the grid to PI anyway)
     ("grid solve hard PI vs QE MPI", "solve_grid_hard_pi", "qe_mpi_grid", None),
 ]

@@ -18,9 +18,10 @@ from .gradients import (
 )
 from .penalty import Lagrangian, PenalizedPolicy, penalized_policy, penalty_lagrangian, value_penalty
 from .problem import BilevelProblem
-from .actor_critic import ActorCriticConfig, ScheduleWarning
+from . import defaults
+from .actor_critic import ActorCriticConfig, Resolution, ScheduleWarning
 from .trace import Trace
-from .rates import RateFit, fit_rate, rate_table
+from .rates import RateFit, SlopeStability, Verdict, fit_rate, rate_table, slope_stability, verdict
 from .running import running_mean, running_min
 from .runner import run
 from . import envs, preferences, schedules
@@ -65,11 +66,19 @@ __all__ = [
     "schedules",
     "BilevelProblem",
     "ActorCriticConfig",
+    "Resolution",
+    "defaults",
     "ScheduleWarning",
     "Trace",
     "run",
     "fit_rate",
+    "slope_stability",
+    "verdict",
+    "SlopeStability",
+    "Verdict",
     "RateFit",
+    "running_mean",
+    "running_min",
     "rate_table",
     "__version__",
 ]

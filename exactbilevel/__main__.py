@@ -266,8 +266,7 @@ def parser():
     s = sub.add_parser("solve", help="solve the N x N GridWorld exactly and print V* and the policy")
     s.add_argument("--n", type=int, default=10, help="side of the grid (default 10)")
     s.add_argument("--gamma", type=float, default=0.95, help="discount (default 0.95)")
-    s.add_argument("--tol", type=float, default=None,
-                   help="certified tolerance on V (default: the default of exactbilevel.solve)")
+    s.add_argument("--tol", type=float, default=None, help="certified tolerance on V (default max(1e-10, 2 x float64 floor))")
     s.set_defaults(func=_solve)
     return p
 

@@ -12,10 +12,59 @@ CSR arrays ``(indptr, indices, data)`` of the ``(S*A, S)`` matrix whose row
 
 from __future__ import annotations
 
+import functools
+
+import numba
 import numpy as np
 from numba import njit, prange
 
 from ._vecmath import EXP_SKIP, exp_neg, inverse_scaled, log_pos
+
+#: Problems whose sweep reads at most this many transition entries (``S A S``
+#: dense, ``nnz + S A`` sparse) run their kernels on one thread: waking the
+#: thread pool of a parallel kernel costs more than such a sweep (a 2-state
+#: sweep takes 1-4 us on one thread; a parallel launch about 0.5 ms on an idle
+#: 2-core machine and tens of ms on a loaded one, every sweep).
+SERIAL_MAX_WORK = 1 << 16
+
+
+def sweep_work(mdp):
+    """Transition entries read by one sweep of ``mdp``: ``S A S`` dense, ``nnz + S A`` sparse."""
+    if mdp.is_sparse:
+        return int(mdp.csr[0][-1]) + mdp.S * mdp.A
+    return mdp.S * mdp.A * mdp.S
+
+
+def serial_when_small(func):
+    """Decorator of the public functions taking an MDP first (or second, after self,
+    or an object with an ``mdp`` attribute, e.g. a PolicySystem): when its sweeps read at most
+    ``SERIAL_MAX_WORK`` entries, the call runs with ``numba.set_num_threads(1)``
+    (thread-local; restored on return), so every parallel kernel it launches,
+    directly or from compiled code, runs on the calling thread (same results:
+    the kernels' reductions do not depend on the thread count)."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        mdp = kwargs.get("mdp")
+        for obj in args[:2]:  # mdp first, or self then mdp (PolicySystem(mdp, pi)), or self.mdp
+            obj = obj if hasattr(obj, "is_sparse") else getattr(obj, "mdp", None)
+            if hasattr(obj, "is_sparse"):
+                mdp = obj
+                break
+        try:
+            small = sweep_work(mdp) <= SERIAL_MAX_WORK
+        except (AttributeError, TypeError, IndexError):
+            small = False  # not an MDP: the function's own checks report it
+        threads = numba.get_num_threads()
+        if not small or threads == 1:
+            return func(*args, **kwargs)
+        numba.set_num_threads(1)
+        try:
+            return func(*args, **kwargs)
+        finally:
+            numba.set_num_threads(threads)
+
+    return wrapper
 
 
 @njit(cache=True, inline="always")
@@ -514,3 +563,76 @@ def policy_refill(indptr, data, pi, ptr, slot, val):
             i = s * A + a
             for k in range(indptr[i], indptr[i + 1]):
                 val[slot[k]] += w * data[k]
+
+
+@njit(cache=True, inline="always")
+def _vi_certify(V, TV, gamma, c, r_abs, ent):
+    """The bound of ``solvers._Problem.certify`` for the sweep TV = T V, with the same
+    operations in the same order (so the same bits)."""
+    lo, hi = np.inf, -np.inf
+    for s in range(V.shape[0]):
+        d = TV[s] - V[s]
+        lo = min(lo, d)
+        hi = max(hi, d)
+    mid = (c * 0.5) * (hi + lo)
+    size = 0.0
+    for s in range(V.shape[0]):
+        size = max(size, abs(V[s]), abs(TV[s]), abs(TV[s] + mid))
+    eps = np.finfo(np.float64).eps
+    return 0.5 * (hi - lo) / (1.0 - gamma) + 8.0 * eps * (r_abs + size + ent) / (1.0 - gamma)
+
+
+@njit(cache=True, inline="always")
+def _vi_step(bound, prev, tol, count, i, max_iter, switch, switch_sweeps):
+    """The stopping rule of ``solvers._value_iteration`` after sweep i:
+    (0 go on, 1 stop, 2 switch; the predicted sweeps)."""
+    if bound <= tol or i == max_iter - 1:
+        return 1, 0.0
+    if switch and prev >= 0.0 and count >= 3:
+        rate = bound / prev
+        needed = np.inf if rate >= 1.0 else np.log(tol / bound) / np.log(max(rate, 1e-300))
+        if needed > switch_sweeps:
+            return 2, needed
+    return 0, 0.0
+
+
+@njit(cache=True)
+def value_iteration_dense(P, r, V, TV, Q, gamma, tau, tol, max_iter, count, switch, switch_sweeps, r_abs, ent):
+    """``solvers._value_iteration`` on a dense P in one compiled loop (for small
+    problems, whose sweeps cost less than a Python-level iteration): sweeps
+    :func:`sweep_dense` until the certified bound meets tol, ``max_iter`` sweeps,
+    or (``switch``) the span contraction predicts more than ``switch_sweeps``
+    further sweeps.  Returns (V, TV, count, bound, status, needed): the last
+    sweep read V and wrote Q and TV; status 1 stopped, 2 switch."""
+    c = gamma / (1.0 - gamma)
+    prev = -1.0
+    bound, status, needed = np.inf, 1, 0.0
+    for i in range(max_iter):
+        sweep_dense(P, r, V, gamma, tau, Q, TV)
+        count += 1
+        bound = _vi_certify(V, TV, gamma, c, r_abs, ent)
+        status, needed = _vi_step(bound, prev, tol, count, i, max_iter, switch, switch_sweeps)
+        if status != 0:
+            break
+        prev = bound
+        V, TV = TV, V
+    return V, TV, count, bound, status, needed
+
+
+@njit(cache=True)
+def value_iteration_csr(indptr, cols, relative, codes, table, r, V, TV, Q, gamma, tau, tol, max_iter, count,
+                        switch, switch_sweeps, r_abs, ent):
+    """:func:`value_iteration_dense` on a packed CSR (:func:`sweep_csr`)."""
+    c = gamma / (1.0 - gamma)
+    prev = -1.0
+    bound, status, needed = np.inf, 1, 0.0
+    for i in range(max_iter):
+        sweep_csr(indptr, cols, relative, codes, table, r, V, gamma, tau, Q, TV)
+        count += 1
+        bound = _vi_certify(V, TV, gamma, c, r_abs, ent)
+        status, needed = _vi_step(bound, prev, tol, count, i, max_iter, switch, switch_sweeps)
+        if status != 0:
+            break
+        prev = bound
+        V, TV = TV, V
+    return V, TV, count, bound, status, needed

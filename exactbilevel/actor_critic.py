@@ -206,7 +206,8 @@ class ActorCriticConfig:
         after the unit-free checks of the class docstring (ValueError for a broken ordering,
         :class:`ScheduleWarning` for an asymptotic condition).  ``method``: the oracle methods
         ("hypergradient", "nested_penalty") use exact updates, hence the exact-mode zeta, and
-        solve the lower level at every step, so no time-scale ordering applies to them."""
+        solve the lower level at every step, so no time-scale ordering applies to them; for
+        "finite_differences" and "rlhf", whose upper step is not ghat, only b >= a is checked."""
         if not isinstance(problem, BilevelProblem):
             raise TypeError(f"problem must be an eb.BilevelProblem, got {type(problem).__name__}")
         scales = problem_scales(problem)
@@ -217,15 +218,18 @@ class ActorCriticConfig:
         values = default_schedules(scales, given, exact=exact, batch=self.batch)
         config = replace(self, **values)
         defaulted = tuple(n for n in SCHEDULE_NAMES + ("critic_init",) if getattr(self, n) is None)
-        config._check_time_scales(scales, exact, oracle=method in ("hypergradient", "nested_penalty"))
+        config._check_time_scales(scales, exact, oracle=method in ("hypergradient", "nested_penalty"),
+                                  upper=method in ("actor_critic", "partial_sgd"))
         return Resolution(config=config, scales=scales, defaulted=defaulted, exact=exact)
 
-    def _check_time_scales(self, scales, exact, oracle=False):
+    def _check_time_scales(self, scales, exact, oracle=False, upper=True):
         if oracle:  # exact lower level at every step: no critics or actors to order against
             return
         ks = self._check_ks()
         v = self.schedule_values(ks)
         rates = time_scale_rates(scales, v, exact)
+        if not upper:  # finite differences, rlhf: the upper step is not ghat (or x is fixed)
+            rates["z"] = np.zeros_like(rates["z"])
         what = {"b": "beta (critics)", "a": "alpha H tau (actors)", "z": "zeta lam H G sqrt(2) / L (upper)"}
         fix = {("b", "a"): "lower alpha or raise beta", ("a", "z"): "lower zeta (or lam), or raise alpha"}
         for fast, slow in (("b", "a"), ("a", "z")):

@@ -17,7 +17,9 @@ to 1e6 give no overflow and no NaN.  exp and log are those of
 compile to SIMD code.
 
 The sweeps are Numba kernels, parallel over states, for dense and CSR
-transitions alike; sparse MDPs whose states come in runs with the same
+transitions alike (the public functions run problems whose sweep reads at most
+``_kernels.SERIAL_MAX_WORK`` entries on one thread: a parallel launch costs
+more than such a sweep); sparse MDPs whose states come in runs with the same
 transitions up to the shift (grids) are swept on their stencil form
 (``TabularMDP.stencil``), with the same bits as the CSR sweep.
 """
@@ -112,6 +114,7 @@ def greedy(Q, tau):
     return pi
 
 
+@_kernels.serial_when_small
 def q_values(mdp, r, V):
     """``Q = r + gamma * P V``, shape ``(S, A)``."""
     check_mdp(mdp)
@@ -119,6 +122,7 @@ def q_values(mdp, r, V):
     return Q
 
 
+@_kernels.serial_when_small
 def bellman_operator(mdp, r, V, tau=0.0):
     """``(T_tau V)(s)``, shape ``(S,)``: the soft (tau > 0) or hard (tau = 0) Bellman operator."""
     check_mdp(mdp)

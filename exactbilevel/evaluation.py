@@ -105,6 +105,7 @@ class PolicySystem:
     transposed system, the same in the 1-norm), or raises :class:`~exactbilevel.ConvergenceError`.
     """
 
+    @_kernels.serial_when_small
     def __init__(self, mdp, pi, factor=True):
         self.mdp = mdp
         self.gamma = mdp.gamma
@@ -147,6 +148,7 @@ class PolicySystem:
             self._csr_T = self._csr_T.result()
         return self._csr_T
 
+    @_kernels.serial_when_small
     def backup(self, b, x, sweeps):
         """``sweeps`` applications of ``x <- b + gamma P_pi x`` (each a
         gamma-contraction towards the solution) for a sparse MDP: the partial
@@ -227,6 +229,7 @@ class PolicySystem:
                         futures[i] = pool.submit(one, job)
             return [f.result() for f in futures]
 
+    @_kernels.serial_when_small
     def solve(self, b, transpose=False, x0=None, rtol=1e-12, maxiter=50):
         """Solve the system; see the class docstring for the guarantee.
 
@@ -512,6 +515,7 @@ SYSTEM_CACHE_SIZE = 4
 _systems = collections.OrderedDict()
 
 
+@_kernels.serial_when_small
 def policy_system(mdp, pi):
     """The :class:`PolicySystem` of ``(mdp, pi)``, shared between calls on the same policy.
 
@@ -540,6 +544,7 @@ def clear_policy_systems():
     _systems.clear()
 
 
+@_kernels.serial_when_small
 def evaluate(mdp, r, pi, tau=0.0):
     """Exact entropy-regularized evaluation of ``pi``: returns ``(V, Q)``.
 
@@ -571,6 +576,7 @@ def evaluate_unchecked(mdp, r, pi, tau, system=None, V0=None, rtol=1e-12):
     return V, Q
 
 
+@_kernels.serial_when_small
 def occupancy(mdp, pi):
     """Discounted state and state-action occupancies of ``pi``: returns ``(d, nu)``.
 

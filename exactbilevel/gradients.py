@@ -54,7 +54,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from . import solvers
+from . import _kernels, solvers
 from ._validation import as_float_array, check_tau
 from .bellman import check_mdp, check_reward, sweep
 from .evaluation import check_policy, policy_reward, policy_system
@@ -86,15 +86,50 @@ def check_theta(mdp, theta, name="theta"):
     return as_float_array(name, theta, shape=(mdp.S, mdp.A))
 
 
+def _half_shifted(theta):
+    """``(theta - max_a theta) / 2`` row by row, computed as ``theta/2 - max/2``: finite
+    for every finite theta (a spread of logits up to 2 x 1.8e308 does not overflow)."""
+    half = 0.5 * theta
+    return half - half.max(axis=1, keepdims=True)
+
+
+def _log_sum_exp_shifted(h):
+    """``log sum_a exp(2 h_a)`` for half-shifted logits h (max 0): in [0, log A]."""
+    with np.errstate(over="ignore"):  # 2 h = -inf for a spread beyond the range: exp gives 0
+        return np.log(np.sum(np.exp(2.0 * h), axis=1, keepdims=True))
+
+
 def log_softmax(theta):
-    """Row-wise ``log softmax(theta)`` with a max shift: finite for finite theta."""
-    z = theta - theta.max(axis=1, keepdims=True)
-    return z - np.log(np.sum(np.exp(z), axis=1, keepdims=True))
+    """Row-wise ``log softmax(theta) = (theta - m) - log sum_a exp(theta_a - m)``, m the
+    row max.  The shift is formed as ``2 (theta/2 - m/2)`` so that finite logits of
+    any spread give no overflow and no NaN; an entry whose log-probability lies
+    below -1.8e308 (a spread beyond the float64 range) is -inf, its correct
+    rounding (its probability is 0)."""
+    h = _half_shifted(theta)
+    lse = _log_sum_exp_shifted(h)
+    with np.errstate(over="ignore"):
+        return 2.0 * h - lse
+
+
+def _tau_log_softmax(theta, tau):
+    """``tau * log softmax(theta)`` as ``(2 tau) h - tau lse`` (h the half-shifted
+    logits): finite whenever the product is within the float64 range, also when
+    log softmax itself is not (tau < 1 and a spread beyond 1.8e308)."""
+    h = _half_shifted(theta)
+    lse = _log_sum_exp_shifted(h)
+    with np.errstate(over="ignore"):
+        return (2.0 * tau) * h - tau * lse
 
 
 def softmax_policy(theta):
-    """``pi = softmax(theta)`` row by row, shape ``(S, A)`` (max-shifted)."""
+    """``pi = softmax(theta)`` row by row, shape ``(S, A)`` (max-shifted: finite logits
+    of any size give a policy whose rows sum to 1 to rounding).  theta must have
+    at least one state and one action (ValueError otherwise)."""
     theta = as_float_array("theta", theta, shape=(None, None))
+    if 0 in theta.shape:
+        raise ValueError(
+            f"theta must have at least one row (state) and one column (action), got shape {theta.shape}"
+        )
     return np.exp(log_softmax(theta))
 
 
@@ -136,9 +171,7 @@ def lower_solve(mdp, r, tau, solution=None, V0=None):
                 f"but tau = {tau} and S = {mdp.S} were asked; solve again or pass solution=None"
             )
         return solution
-    problem = solvers._Problem(mdp, r, tau, 1.0)
-    scale = (problem.r_abs + problem.ent) / (1.0 - mdp.gamma)
-    tol = max(LOWER_RTOL * scale, 2.0 * problem.floor(), 1e-300)
+    tol = solvers._Problem(mdp, r, tau, None).auto_tol(relative=LOWER_RTOL)
     return solvers.solve(mdp, r, tau, tol=tol, V0=V0)
 
 
@@ -171,6 +204,7 @@ def _logpi(pi, tau):
     return np.log(pi)
 
 
+@_kernels.serial_when_small
 def expected_return(mdp, r, pi, tau=0.0):
     """``J_tau(pi) = rho^T V^pi``: the entropy-regularized expected discounted return (a float)."""
     check_mdp(mdp)
@@ -179,6 +213,7 @@ def expected_return(mdp, r, pi, tau=0.0):
     return float(mdp.rho @ system.solve(policy_reward(r, pi, tau)))
 
 
+@_kernels.serial_when_small
 def soft_advantage(mdp, r, pi, tau=0.0):
     """``Atilde^pi(s, a) = Q^pi(s, a) - tau log pi(a|s) - V^pi(s)``, shape ``(S, A)``.
 
@@ -193,13 +228,34 @@ def soft_advantage(mdp, r, pi, tau=0.0):
 def _policy_gradient(mdp, r, theta, tau, natural):
     logpi = log_softmax(theta)
     pi = np.exp(logpi)
-    _, _, A, system = _evaluate(mdp, r, pi, tau, logpi)
+    system = policy_system(mdp, pi)
+    V = system.solve(policy_reward(r, pi, tau))
+    Q, _ = sweep(mdp, r, V, 0.0)
+    A = Q - V[:, None]
+    if tau > 0.0:  # Atilde = Q - V - tau log pi, with tau log pi formed from the logits
+        with np.errstate(over="ignore"):
+            A = A - _tau_log_softmax(theta, tau)
     if natural:
-        return A / (1.0 - mdp.gamma)
+        with np.errstate(over="ignore"):
+            npg = A / (1.0 - mdp.gamma)
+        if not np.all(np.isfinite(npg)):
+            s, a = (int(i) for i in np.argwhere(~np.isfinite(npg))[0])
+            raise ValueError(
+                f"the natural policy gradient at theta[{s}, {a}] exceeds the float64 range: "
+                f"tau (max_a theta[{s}, a] - theta[{s}, {a}]) / (1 - gamma), with tau = {tau:g}, "
+                f"max {theta[s].max():g}, theta[{s}, {a}] = {theta[s, a]:g} and gamma = {mdp.gamma:g}, "
+                "is beyond 1.8e308; pass theta with a smaller spread in each row "
+                "(softmax(theta) is unchanged by adding a constant to a row)"
+            )
+        return npg
     d = _state_occupancy(mdp, system)
-    return d[:, None] * pi * A / (1.0 - mdp.gamma)
+    # pi * Atilde -> 0 where pi underflows to 0 (|pi Atilde| <= tau |pi log pi| + ... there)
+    with np.errstate(over="ignore", invalid="ignore"):
+        g = d[:, None] * pi * (A / (1.0 - mdp.gamma))
+    return np.where(pi > 0.0, g, 0.0)
 
 
+@_kernels.serial_when_small
 def policy_gradient(mdp, r, theta, tau=0.0):
     """``dJ_tau/dtheta (s, a) = d^pi(s) pi(a|s) Atilde^pi(s, a) / (1 - gamma)``, shape ``(S, A)``.
 
@@ -210,6 +266,7 @@ def policy_gradient(mdp, r, theta, tau=0.0):
     return _policy_gradient(mdp, check_reward(mdp, r), check_theta(mdp, theta), check_tau(tau), False)
 
 
+@_kernels.serial_when_small
 def natural_policy_gradient(mdp, r, theta, tau=0.0):
     """``Atilde^pi / (1 - gamma)``, shape ``(S, A)``: the natural policy gradient of softmax logits.
 
@@ -231,6 +288,7 @@ def _reward_gradient(mdp, R, pi, system=None):
     return np.einsum("sa,sad->d", nu, R) / (1.0 - mdp.gamma)
 
 
+@_kernels.serial_when_small
 def return_gradient(mdp, reward, x, pi):
     """``grad_x J_tau(x, pi) = R_x^T nu^pi / (1 - gamma)``, shape ``(d,)`` (any tau: the
     entropy term does not depend on x)."""
@@ -239,6 +297,7 @@ def return_gradient(mdp, reward, x, pi):
     return _reward_gradient(mdp, R, check_policy(mdp, pi))
 
 
+@_kernels.serial_when_small
 def optimal_return_gradient(mdp, reward, x, tau, solution=None, V0=None):
     """``grad_x J*_tau(x) = R_x^T nu^{pi*_tau(x)} / (1 - gamma)`` (Danskin), shape ``(d,)``.
 
@@ -257,7 +316,8 @@ def optimal_return_gradient(mdp, reward, x, tau, solution=None, V0=None):
 
 @dataclass(frozen=True)
 class Hypergradient:
-    """Full output of :func:`hypergradient` (``full_output=True``); arrays read-only.
+    """Full output of :func:`hypergradient` (``full_output=True``); its arrays are
+    read-only copies (the arrays it was built from are not frozen).
 
     Attributes
     ----------
@@ -281,9 +341,14 @@ class Hypergradient:
     solution: object
 
     def __post_init__(self):
-        for v in (self.grad, self.grad_x_f, self.implicit, self.pi, self.dpi_dx):
+        # read-only copies: an array passed in (e.g. what objective.grad_x returned)
+        # stays the caller's, writeable and unchanged
+        for name in ("grad", "grad_x_f", "implicit", "pi", "dpi_dx"):
+            v = getattr(self, name)
             if v is not None:
+                v = np.array(v, dtype=np.float64)
                 v.setflags(write=False)
+                object.__setattr__(self, name, v)
 
 
 def _next_expectation(mdp, X):
@@ -302,6 +367,7 @@ def _pull_back(mdp, G):
     return G.ravel() @ mdp.P.reshape(mdp.S * mdp.A, mdp.S)
 
 
+@_kernels.serial_when_small
 def hypergradient(mdp, reward, objective, x, tau, *, form="adjoint", solution=None, V0=None,
                   full_output=False):
     """Exact gradient of ``Phi_tau(x) = f(x, pi*_tau(x))`` by implicit differentiation.
@@ -351,6 +417,7 @@ def hypergradient(mdp, reward, objective, x, tau, *, form="adjoint", solution=No
                          pi=pi, dpi_dx=dpi, form=form, solution=sol)
 
 
+@_kernels.serial_when_small
 def action_gap(mdp, reward, x, solution=None):
     """Smallest action gap of ``Q*_0(x)``: ``min_s (Q*(s, a_1) - Q*(s, a_2))`` for the best
     and second-best actions (0 when some state has tied optimal actions; inf when A = 1).

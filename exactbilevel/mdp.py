@@ -9,7 +9,14 @@ Two storage forms are accepted and kept as given:
 
 * dense, a float64 array of shape ``(S, A, S)``;
 * sparse, a scipy.sparse CSR matrix of shape ``(S * A, S)`` whose row
-  ``s * A + a`` is ``P(. | s, a)``.
+  ``s * A + a`` is ``P(. | s, a)``.  Any scipy.sparse format (CSR, CSC, COO,
+  BSR, DIA, LIL, DOK; sparse arrays and sparse matrices; int32 or int64
+  indices; unsorted indices; duplicates, which are summed) is accepted and
+  converted to a new CSR.  The conversion reads the stored index arrays
+  itself and checks every one against the shape first (scipy's own
+  conversions may read outside the arrays of a malformed structure, such as
+  a CSC matrix with an out-of-range row index, which scipy accepts), so a
+  malformed structure is a ``ValueError`` naming P.
 
 The object is immutable: its arrays are copies marked read-only.
 """
@@ -50,6 +57,172 @@ def _pack(csr, S, A):
     return indptr, cols, relative, codes, table
 
 
+_SPARSE_FORMATS = ("csr", "csc", "coo", "bsr", "dia", "lil", "dok")
+
+
+def _bad_sparse(what):
+    return ValueError(f"sparse P {what}; build P with scipy.sparse (e.g. scipy.sparse.csr_array) "
+                      "and do not edit its index arrays in place")
+
+
+def _index_array(name, arr, size=None):
+    """A stored index array of a sparse P, checked to be 1-D integers (of length ``size``)."""
+    arr = np.asarray(arr)
+    if arr.ndim != 1 or arr.dtype.kind not in "iu":
+        raise _bad_sparse(f"has {name} of dtype {arr.dtype} and shape {arr.shape}, "
+                          "where a 1-D integer array is needed")
+    if size is not None and arr.size != size:
+        raise _bad_sparse(f"has {arr.size} {name} entries where its structure needs {size}")
+    return arr
+
+
+def _check_range(name, idx, n):
+    """Every entry of the integer array ``idx`` in ``[0, n)`` (compared in idx's own dtype)."""
+    if idx.size and (idx.min() < 0 or idx.max() >= n):
+        k = int(np.flatnonzero((idx < 0) | (idx >= n))[0])
+        raise _bad_sparse(f"has {name} index {int(idx[k])} out of range [0, {n}) at stored entry {k}")
+
+
+def _sparse_values(data, size):
+    """The stored values of a sparse P as float64, with size ``size``."""
+    data = np.asarray(data)
+    if data.dtype.kind not in "biuf" and data.dtype != object:
+        raise TypeError(f"P must have a real numeric dtype, got stored values of dtype {data.dtype}")
+    try:
+        data = np.asarray(data, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise TypeError("P must have real numeric entries; a stored value is not a real number") from None
+    if data.size != size:
+        raise _bad_sparse(f"has {data.size} stored values where its structure needs {size}")
+    return data
+
+
+def _compressed_parts(indptr, indices, data, major, minor, kind):
+    """``(indptr, indices, values)`` of a CSR (``kind`` "column": the indices are
+    columns) or CSC (``kind`` "row") structure with ``major`` rows (columns),
+    checked in full and cut to the ``indptr[-1]`` entries it uses."""
+    indptr = _index_array("indptr", indptr, major + 1)
+    indices = _index_array("indices", indices)
+    if indptr[0] != 0 or np.any(indptr[1:] < indptr[:-1]):
+        raise _bad_sparse("has a malformed indptr (it must start at 0 and never decrease)")
+    nnz = int(indptr[-1])
+    if nnz > indices.size or nnz > np.asarray(data).size:
+        raise _bad_sparse(f"has indptr ending at {nnz}, beyond its {indices.size} stored indices "
+                          f"or {np.asarray(data).size} stored values")
+    indices = indices[:nnz]
+    _check_range(kind, indices, minor)
+    data = _sparse_values(np.asarray(data).ravel()[:nnz], nnz)
+    return indptr, indices, data
+
+
+def _compressed_triplets(indptr, indices, data, major, minor, kind):
+    """(major index, minor index, value) arrays of a structure of :func:`_compressed_parts`."""
+    indptr, indices, data = _compressed_parts(indptr, indices, data, major, minor, kind)
+    majors = np.repeat(np.arange(major, dtype=np.int64), np.diff(indptr).astype(np.int64))
+    return majors, indices.astype(np.int64), data
+
+
+def _sparse_triplets(P):
+    """``(row, col, value)`` arrays (int64, int64, float64) of the stored entries of a
+    scipy.sparse P of any format, read from its raw arrays and checked in full
+    against its shape (scipy's own conversions may read out of bounds on
+    malformed structures, and then crash the process).  Duplicates are kept."""
+    fmt = getattr(P, "format", None)
+    if fmt not in _SPARSE_FORMATS:
+        raise TypeError(f"sparse P has format {fmt!r}; pass one of {_SPARSE_FORMATS} or a dense array")
+    M, N = P.shape
+    if fmt == "csr":
+        return _compressed_triplets(P.indptr, P.indices, P.data, M, N, "column")
+    if fmt == "csc":
+        cols, rows, data = _compressed_triplets(P.indptr, P.indices, P.data, N, M, "row")
+        return rows, cols, data
+    if fmt == "coo":
+        coords = getattr(P, "coords", None)
+        row, col = (P.row, P.col) if coords is None else coords
+        data = np.asarray(P.data)
+        row = _index_array("row", row, data.size)
+        col = _index_array("col", col, data.size)
+        _check_range("row", row, M)
+        _check_range("column", col, N)
+        return row.astype(np.int64), col.astype(np.int64), _sparse_values(data, data.size)
+    if fmt == "bsr":
+        R, C = P.blocksize
+        data = np.asarray(P.data)
+        if R < 1 or C < 1 or M % R or N % C or data.ndim != 3 or data.shape[1:] != (R, C):
+            raise _bad_sparse(f"has blocks of shape {data.shape[1:]} (blocksize {(R, C)}) that do not tile "
+                              f"its shape {P.shape}")
+        brow, bcol, _ = _compressed_triplets(P.indptr, P.indices, np.empty(data.shape[0]), M // R, N // C,
+                                             "column")
+        nb = brow.size
+        vals = _sparse_values(data[:nb], nb * R * C)
+        ii, jj = np.meshgrid(np.arange(R), np.arange(C), indexing="ij")
+        rows = (brow[:, None] * R + ii.ravel()[None, :]).ravel()
+        cols = (bcol[:, None] * C + jj.ravel()[None, :]).ravel()
+        return rows, cols, vals
+    if fmt == "dia":
+        data = np.asarray(P.data)
+        offsets = _index_array("offsets", P.offsets)
+        if data.ndim != 2 or data.shape[0] != offsets.size:
+            raise _bad_sparse(f"has diagonals of shape {data.shape} for {offsets.size} offsets")
+        L = min(data.shape[1], N)
+        cols = np.broadcast_to(np.arange(L, dtype=np.int64), (offsets.size, L))
+        rows = cols - offsets.astype(np.int64)[:, None]
+        keep = (rows >= 0) & (rows < M)
+        return rows[keep], cols[keep], _sparse_values(data[:, :L][keep], int(keep.sum()))
+    if fmt == "lil":
+        rows_list, data_list = P.rows, P.data
+        if len(rows_list) != M or len(data_list) != M:
+            raise _bad_sparse(f"has {len(rows_list)} row lists for {M} rows")
+        rows, cols, vals = [], [], []
+        for i in range(M):
+            c = np.asarray(rows_list[i])
+            if c.size == 0:
+                continue
+            c = _index_array("column", c)
+            rows.append(np.full(c.size, i, dtype=np.int64))
+            cols.append(c.astype(np.int64))
+            vals.append(_sparse_values(data_list[i], c.size))
+        if not rows:
+            return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
+        cols = np.concatenate(cols)
+        _check_range("column", cols, N)
+        return np.concatenate(rows), cols, np.concatenate(vals)
+    # dok
+    items = list(P.items())
+    try:
+        keys = np.asarray([k for k, _ in items])
+    except (TypeError, ValueError):
+        raise _bad_sparse("has a key that is not a pair of integer indices") from None
+    if keys.size == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0)
+    if keys.ndim != 2 or keys.shape[1] != 2 or keys.dtype.kind not in "iu":
+        raise _bad_sparse("has a key that is not a pair of integer indices")
+    _check_range("row", keys[:, 0], M)
+    _check_range("column", keys[:, 1], N)
+    vals = _sparse_values(np.asarray([v for _, v in items], dtype=object), len(items))
+    return keys[:, 0].astype(np.int64), keys[:, 1].astype(np.int64), vals
+
+
+def _canonical_csr(P):
+    """A new float64 CSR copy of a scipy.sparse P of any format (sparse array or
+    matrix), with sorted indices and duplicates summed, built only after every
+    stored index has been checked against the shape (:func:`_sparse_triplets`;
+    CSR and CSC inputs keep their compressed structure)."""
+    M, N = P.shape
+    if P.format == "csr":
+        indptr, indices, data = _compressed_parts(P.indptr, P.indices, P.data, M, N, "column")
+        out = sp.csr_matrix((data.copy(), indices.copy(), indptr.copy()), shape=(M, N))
+    elif P.format == "csc":
+        indptr, indices, data = _compressed_parts(P.indptr, P.indices, P.data, N, M, "row")
+        out = sp.csc_matrix((data.copy(), indices.copy(), indptr.copy()), shape=(M, N)).tocsr()
+    else:
+        rows, cols, data = _sparse_triplets(P)
+        out = sp.coo_matrix((data, (rows, cols)), shape=(M, N)).tocsr()
+    out = sp.csr_matrix(out, dtype=np.float64)
+    out.sum_duplicates()
+    return out
+
+
 #: States per chunk of the stencil form (the unit of parallel work of its kernels).
 STENCIL_CHUNK = 512
 
@@ -81,8 +254,10 @@ class TabularMDP:
     ----------
     P : array_like of shape (S, A, S), or scipy.sparse matrix of shape (S*A, S)
         ``P[s, a, s'] = P(s' | s, a)``.  Entries must be finite and >= 0 and every
-        row must sum to 1 within ``ROW_SUM_TOL = 1e-10``.  A sparse matrix of any
-        scipy format is converted to CSR with duplicate entries summed.
+        row must sum to 1 within ``ROW_SUM_TOL = 1e-10``.  A sparse matrix or array of
+        any scipy format is converted to a new CSR with duplicate entries summed,
+        after every stored index has been checked against the shape (module
+        docstring); the caller's matrix is not changed.
     gamma : float
         Discount factor in [0, 1).
     rho : array_like of shape (S,), optional
@@ -141,6 +316,8 @@ class TabularMDP:
 
     @staticmethod
     def _check_sparse(P):
+        if len(P.shape) != 2:
+            raise ValueError(f"sparse P must be 2-D of shape (S*A, S), got shape {P.shape}")
         rows, S = P.shape
         if S == 0 or rows == 0:
             raise ValueError(f"P must have at least one state and one action, got shape {P.shape}")
@@ -150,29 +327,9 @@ class TabularMDP:
                 f"got shape {P.shape}, whose row count is not a multiple of S = {S}"
             )
         A = rows // S
-        if P.format == "csr":
-            indptr = np.asarray(P.indptr)
-            indices = np.asarray(P.indices)
-            if (
-                indptr.ndim != 1
-                or indptr.size != rows + 1
-                or indptr[0] != 0
-                or np.any(np.diff(indptr) < 0)
-                or indptr[-1] > indices.size
-            ):
-                raise ValueError("sparse P has a malformed CSR indptr; build it with scipy.sparse.csr_matrix")
-            used = indices[: indptr[-1]]
-            if used.size and (used.min() < 0 or used.max() >= S):
-                bad = int(np.flatnonzero((used < 0) | (used >= S))[0])
-                row = int(np.searchsorted(indptr, bad, side="right") - 1)
-                raise ValueError(
-                    f"sparse P has column index {int(used[bad])} out of range [0, {S}) in row {row} "
-                    f"(s={row // A}, a={row % A}); column indices must be next states"
-                )
         if P.dtype.kind not in "biuf":
             raise TypeError(f"P must have a real numeric dtype, got {P.dtype}")
-        P = sp.csr_matrix(P, dtype=np.float64, copy=True)
-        P.sum_duplicates()
+        P = _canonical_csr(P)
         data = P.data
         if not np.all(np.isfinite(data)):
             raise ValueError("sparse P has a NaN or infinite entry; every entry must be finite")

@@ -33,6 +33,8 @@ class BilevelProblem:
         (use -inf / inf for open sides)
 
     Attributes ``lo`` and ``hi`` are the (d,) box; :meth:`project` clips onto it.
+    ``x0``, ``lo`` and ``hi`` are read-only float64 copies: the caller's arrays
+    are neither changed nor frozen.
     """
 
     mdp: object
@@ -45,6 +47,7 @@ class BilevelProblem:
         check_mdp(self.mdp)
         check_objective(self.objective, self.mdp)
         x0, _, _ = check_reward_model(self.reward, self.mdp, self.x0)
+        x0 = x0.copy()  # as_float_array may return the caller's array itself: never freeze it
         d = x0.size
         if self.bounds is None:
             lo, hi = np.full(d, -np.inf), np.full(d, np.inf)

@@ -20,7 +20,7 @@ import numpy as np
 
 from ._validation import as_float_array, check_int, check_positive
 
-__all__ = ["LinearReward", "TabularReward", "GaussianGoalReward"]
+__all__ = ["LinearReward", "TabularReward", "GaussianGoalReward", "GAUSSIAN_MIN_SIGMA"]
 
 
 def _check_x(x, d):
@@ -116,12 +116,28 @@ class TabularReward:
         return np.eye(self.d).reshape(self.S, self.A, self.d)
 
 
+#: Smallest width :class:`GaussianGoalReward` accepts: its Jacobian is at most
+#: ``exp(-1/2) / sigma`` in size, finite in float64 for sigma >= this.
+GAUSSIAN_MIN_SIGMA = 1e-300
+
+#: Scaled distances ``|c - x| / sigma`` beyond this give the bump exp(-z^2 / 2) = 0
+#: exactly in float64 (it underflows for z > 38.6); they are clipped to it so
+#: that neither z^2 nor the Jacobian's z * bump overflows or becomes NaN.
+_Z_CLIP = 1e3
+
+
 @dataclass(frozen=True, eq=False, repr=False)
 class GaussianGoalReward:
     """Gaussian bump around a goal ``x`` (spec section 6.1), the same for every action.
 
     ``value(x)[s, a] = exp(-|c(s) - x|^2 / (2 sigma^2))``, shape ``(S, A)``;
     ``jacobian(x)[s, a, :] = value(x)[s, a] * (c(s) - x) / sigma^2``, shape ``(S, A, k)``.
+
+    Both are computed from the scaled differences ``z = (c(s) - x) / sigma``, as
+    ``exp(-|z|^2 / 2)`` and ``(value * z) / sigma``, so that no intermediate
+    under- or overflows (sigma^2 is never formed): every finite coords, x and
+    sigma in ``[GAUSSIAN_MIN_SIGMA, inf)`` = ``[1e-300, inf)`` give finite values
+    in [0, 1] and a finite Jacobian (at most ``exp(-1/2) / sigma`` per entry).
 
     Parameters
     ----------
@@ -131,7 +147,7 @@ class GaussianGoalReward:
     A : int
         Number of actions (>= 1).
     sigma : float
-        Width of the bump (> 0).
+        Width of the bump, finite and >= 1e-300 (ValueError otherwise).
     """
 
     coords: np.ndarray
@@ -141,7 +157,13 @@ class GaussianGoalReward:
     def __post_init__(self):
         object.__setattr__(self, "coords", _frozen("coords", self.coords, 2))
         object.__setattr__(self, "A", check_int("A", self.A, minimum=1))
-        object.__setattr__(self, "sigma", check_positive("sigma", self.sigma))
+        sigma = check_positive("sigma", self.sigma)
+        if sigma < GAUSSIAN_MIN_SIGMA:
+            raise ValueError(
+                f"sigma must be >= {GAUSSIAN_MIN_SIGMA:g} (the Jacobian, of size up to 0.61 / sigma, "
+                f"would overflow float64), got {sigma!r}; measure coords in larger units"
+            )
+        object.__setattr__(self, "sigma", sigma)
 
     @property
     def S(self) -> int:
@@ -152,9 +174,12 @@ class GaussianGoalReward:
         return self.coords.shape[1]
 
     def _bump(self, x):
-        """``(exp(-|c - x|^2 / (2 sigma^2)) (S,), c - x (S, k))``."""
-        diff = self.coords - _check_x(x, self.d)
-        return np.exp(-np.einsum("sk,sk->s", diff, diff) / (2.0 * self.sigma**2)), diff
+        """``(exp(-|z|^2 / 2) (S,), z (S, k))`` with ``z = (c - x) / sigma`` clipped to
+        ``+-_Z_CLIP`` (where the bump is 0 anyway)."""
+        x = _check_x(x, self.d)
+        with np.errstate(over="ignore", under="ignore"):  # c - x may overflow: then the bump is 0
+            z = np.clip((self.coords - x) / self.sigma, -_Z_CLIP, _Z_CLIP)
+            return np.exp(-0.5 * np.einsum("sk,sk->s", z, z)), z
 
     def value(self, x) -> np.ndarray:
         """``exp(-|c(s) - x|^2 / (2 sigma^2))`` repeated over actions, shape ``(S, A)``."""
@@ -163,8 +188,10 @@ class GaussianGoalReward:
 
     def jacobian(self, x) -> np.ndarray:
         """``r(s) * (c(s) - x) / sigma^2`` repeated over actions, shape ``(S, A, k)``."""
-        r, diff = self._bump(x)
-        return np.repeat((r[:, None] * diff / self.sigma**2)[:, None, :], self.A, axis=1)
+        r, z = self._bump(x)
+        with np.errstate(under="ignore"):
+            jac = (r[:, None] * z) / self.sigma
+        return np.repeat(jac[:, None, :], self.A, axis=1)
 
     def __repr__(self):
         return f"GaussianGoalReward(S={self.S}, A={self.A}, k={self.d}, sigma={self.sigma})"

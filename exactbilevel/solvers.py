@@ -29,7 +29,10 @@ guarantee).  A result is returned only when ``error_bound <= tol``; otherwise
 :class:`ConvergenceError` is raised (or, with ``raise_on_failure=False``, a
 result with ``converged=False``).  A ``tol`` below the float64 floor of the
 problem (the allowance at ``|V|_inf = (|r|_inf + tau log A)/(1-gamma)``) is a
-``ValueError``: no float64 computation can certify it.
+``ValueError``: no float64 computation can certify it.  The default
+``tol=None`` is ``max(1e-10, 2 x floor)`` (see :func:`solve`), the same rule
+(:meth:`_Problem.auto_tol`) by which the gradients pick the tolerance of their
+lower-level solves.
 
 Methods
 -------
@@ -105,7 +108,7 @@ from ._validation import ConvergenceError, as_float_array, check_int, check_posi
 from .bellman import action_backups, check_mdp, check_reward, greedy, stencil_backups, sweep
 from .evaluation import DENSE_LU_MAX_STATES, PolicySystem, policy_reward
 
-__all__ = ["solve", "SolveResult", "ConvergenceError", "METHODS", "AUTO_SWITCH_SWEEPS"]
+__all__ = ["solve", "SolveResult", "ConvergenceError", "METHODS", "AUTO_SWITCH_SWEEPS", "DEFAULT_TOL"]
 
 METHODS = ("auto", "value_iteration", "policy_iteration", "modified_policy_iteration", "anderson")
 _ALIASES = {
@@ -149,6 +152,10 @@ MPI_BACKUPS = 80
 #: 1000 x 1000 GridWorld that asked 7 orders of magnitude of the first
 #: evaluations and took 41 s where 0.01 takes 33 s.
 FORCING = 0.01
+
+#: The absolute tolerance of :func:`solve` when ``tol=None`` (the default), unless
+#: the problem's float64 floor asks for a larger one (see :func:`solve`).
+DEFAULT_TOL = 1e-10
 
 _EPS = np.finfo(np.float64).eps
 _ANDERSON_MEMORY = 5
@@ -199,8 +206,30 @@ class _Problem:
     def allowance(self, V_abs):
         return 8.0 * _EPS * (self.r_abs + V_abs + self.ent) / (1.0 - self.gamma)
 
+    def scale(self):
+        """``(|r|_inf + tau log A) / (1 - gamma)``, a bound on |V*_tau|_inf."""
+        return (self.r_abs + self.ent) / (1.0 - self.gamma)
+
     def floor(self):
-        return self.allowance((self.r_abs + self.ent) / (1.0 - self.gamma))
+        """The float64 floor: the rounding allowance at ``|V|_inf = scale``."""
+        return self.allowance(self.scale())
+
+    def auto_tol(self, absolute=0.0, relative=0.0):
+        """The tolerance ``max(absolute, relative * scale, 2 * floor, 1e-300)``: the one
+        rule for tolerances chosen for the caller (the default of :func:`solve`,
+        ``absolute = DEFAULT_TOL``; the lower-level solves of the gradients,
+        ``relative = 1e-12``).  Twice the floor leaves the iterations room to
+        certify it.  A ValueError when the floor is not finite (the values'
+        scale is beyond float64)."""
+        with np.errstate(over="ignore"):
+            floor = self.floor()
+        if not np.isfinite(floor):
+            raise ValueError(
+                f"r and gamma give values beyond the float64 range: (|r|_inf + tau log A) / (1 - gamma) "
+                f"with |r|_inf = {self.r_abs:.3g}, tau = {self.tau:g}, gamma = {self.gamma}; "
+                "scale the rewards down"
+            )
+        return max(float(absolute), float(relative) * self.scale(), 2.0 * floor, 1e-300)
 
     def sweep(self, V):
         """(Q, TV) at V, into the problem's buffers."""
@@ -261,7 +290,21 @@ def _value_iteration(prob, V, max_iter, count=0, switch=False):
     """Plain sweeps.  With ``switch``, returns ("switch", V_hat, TV, count,
     needed) when the observed span contraction predicts ``needed >
     AUTO_SWITCH_SWEEPS`` sweeps: the midrange-corrected value and the last
-    sweep itself."""
+    sweep itself.  Small problems (``_kernels.SERIAL_MAX_WORK``) run the same
+    loop compiled (``_kernels.value_iteration_dense`` / ``_csr``: the same sweeps,
+    bounds and stopping rule, without a Python-level iteration per sweep)."""
+    mdp = prob.mdp
+    if _kernels.sweep_work(mdp) <= _kernels.SERIAL_MAX_WORK:
+        args = (prob.r, V.copy(), prob.TV, prob.Q, prob.gamma, prob.tau, prob.tol, int(max_iter), int(count),
+                bool(switch), float(AUTO_SWITCH_SWEEPS), prob.r_abs, float(prob.ent))
+        if mdp.is_sparse:
+            V, TV, count, bound, status, needed = _kernels.value_iteration_csr(*mdp.packed, *args)
+        else:
+            V, TV, count, bound, status, needed = _kernels.value_iteration_dense(mdp.P, *args)
+        if status == 2:
+            _, V_hat = prob.certify(V, TV)
+            return ("switch", V_hat, TV, count, needed)
+        return prob.result(V, prob.Q, TV, bound, count, "value_iteration")
     prev = None
     for i in range(max_iter):
         Q, TV = prob.sweep(V)
@@ -387,7 +430,8 @@ def _anderson(prob, V, max_iter, count=0):
     return prob.result(swept, Q, TV, bound, count, "anderson")
 
 
-def solve(mdp, r, tau=0.0, method="auto", tol=1e-10, V0=None, max_iter=None, raise_on_failure=True):
+@_kernels.serial_when_small
+def solve(mdp, r, tau=0.0, method="auto", tol=None, V0=None, max_iter=None, raise_on_failure=True):
     """Solve the (soft) Bellman optimality equation with a certified error bound.
 
     Parameters
@@ -398,8 +442,17 @@ def solve(mdp, r, tau=0.0, method="auto", tol=1e-10, V0=None, max_iter=None, rai
     method : {"auto", "value_iteration", "policy_iteration",
         "modified_policy_iteration", "anderson"} (aliases "vi", "pi",
         "newton", "mpi"); see the module docstring.
-    tol : float > 0, absolute sup-norm tolerance on V; must exceed the float64
-        floor of the problem (module docstring), else ValueError.
+    tol : float > 0 or None, absolute sup-norm tolerance on V.  An explicit tol
+        must be at least the float64 floor of the problem (module docstring),
+        else ValueError; ``tol=1e-10`` behaves exactly as the former default.
+        None (the default) means ``max(1e-10, 2 * floor)``, with twice the floor
+        ``2 floor = 16 eps (|r|_inf + tau log A) (2 - gamma) / (1 - gamma)^2``:
+        1e-10 wherever that is smaller (``(|r|_inf + tau log A) (2 - gamma) /
+        (1 - gamma)^2`` up to about 2.8e4), otherwise twice the floor (e.g.
+        3.6e-10 for |r|_inf = 10 at gamma = 0.99, 3.5e-9 for |r|_inf = 1 at
+        gamma = 0.999): a tolerance float64 can certify on every problem whose
+        floor is finite (ValueError when the values' scale is beyond float64).  ``result.converged`` and the error
+        bound refer to the tolerance used.
     V0 : (S,) array, optional warm start (default zeros).
     max_iter : int, optional; default ``ceil(40 / (1 - gamma)) + 1000`` sweeps for
         value iteration, Anderson and modified policy iteration, 500 policy
@@ -414,7 +467,7 @@ def solve(mdp, r, tau=0.0, method="auto", tol=1e-10, V0=None, max_iter=None, rai
     check_mdp(mdp)
     r = check_reward(mdp, r)
     tau = check_tau(tau)
-    tol = check_positive("tol", tol)
+    tol = None if tol is None else check_positive("tol", tol)
     if not isinstance(method, str):
         raise TypeError(f"method must be a string, one of {METHODS}, got {type(method).__name__}")
     name = _ALIASES.get(method, method)
@@ -422,7 +475,10 @@ def solve(mdp, r, tau=0.0, method="auto", tol=1e-10, V0=None, max_iter=None, rai
         raise ValueError(f"method must be one of {METHODS} (or aliases {tuple(_ALIASES)}), got {method!r}")
     V = np.zeros(mdp.S) if V0 is None else as_float_array("V0", V0, shape=(mdp.S,)).copy()
     prob = _Problem(mdp, r, tau, tol)
-    floor = prob.floor()
+    if tol is None:
+        tol = prob.tol = prob.auto_tol(absolute=DEFAULT_TOL)
+    with np.errstate(over="ignore"):
+        floor = prob.floor()
     if tol < floor:
         raise ValueError(
             f"tol={tol:g} is below the float64 floor {floor:.3g} of this problem "

@@ -83,13 +83,13 @@ class HappyTweets:
     tau0: float = option(2.0, "bilevel: tau_k = tau0 (k+1)^-tau_decay")
     tau_decay: float = option(0.2, "decay exponent of tau")
     tau_fixed: float = option(1.0, "the fixed tau (= the KL weight of RLHF)")
-    lam0: float = option(1.0, "lam_k = lam0 (k+1)^lam_growth")
+    lam0: float = option(0.0, "lam_k = lam0 (k+1)^lam_growth; 0: resolved from the problem (eb.defaults)")
     lam_growth: float = option(0.1, "growth exponent of lam")
-    alpha0: float = option(2.0, "actors: alpha0 (k+1)^-alpha_decay")
+    alpha0: float = option(0.0, "actors: alpha0 (k+1)^-alpha_decay; 0: resolved from the problem (eb.defaults)")
     alpha_decay: float = option(0.3, "")
-    beta0: float = option(2.0, "critics: beta0 (k+1)^-beta_decay")
+    beta0: float = option(0.0, "critics: beta0 (k+1)^-beta_decay; 0: resolved from the problem (eb.defaults)")
     beta_decay: float = option(0.2, "")
-    zeta0: float = option(0.02, "upper: zeta0 (k+1)^-zeta_decay")
+    zeta0: float = option(0.0, "upper: zeta0 (k+1)^-zeta_decay; 0: resolved from the problem (eb.defaults)")
     zeta_decay: float = option(0.6, "")
     actor: str = option("npg", "pg or npg")
     oracle_steps: int = option(100, "outer steps of the exact hyper-gradient descent")
@@ -104,8 +104,10 @@ class HappyTweets:
         need(self, 1 <= self.horizon <= 64 and len(self.vocab) ** self.horizon <= 10**5, "horizon",
              "an integer >= 1 with len(vocab)^horizon <= 10^5")
         need(self, 0 < self.gamma < 1, "gamma", "in (0, 1)")
-        for key in ("tau0", "tau_fixed", "lam0", "alpha0", "beta0", "zeta0", "oracle_zeta", "x_bound"):
+        for key in ("tau0", "tau_fixed", "oracle_zeta", "x_bound"):
             need(self, getattr(self, key) > 0, key, "> 0")
+        for key in ("lam0", "alpha0", "beta0", "zeta0"):
+            need(self, getattr(self, key) >= 0, key, ">= 0 (0: resolved from the problem)")
         for key in ("temperature", "kappa", "tau_decay", "lam_growth", "alpha_decay", "beta_decay", "zeta_decay"):
             need(self, getattr(self, key) >= 0, key, ">= 0")
         need(self, len(self.frontier_taus) == 2 and 0 < self.frontier_taus[0] <= self.frontier_taus[1],
@@ -192,7 +194,7 @@ def methods(cfg):
     # critics start at the soft value gamma tau log A / (1 - gamma) of the uniform policy under a zero reward
     start = cfg.gamma * np.log(len(cfg.vocab) + 1) / (1 - cfg.gamma)
     oracle = dict(common, steps=cfg.oracle_steps, log_every=max(1, cfg.oracle_steps // 50), zeta=cfg.oracle_zeta,
-                  alpha=cfg.oracle_zeta, beta=cfg.oracle_zeta, tau=cfg.tau_fixed)
+                  tau=cfg.tau_fixed)
     fixed = dict(common, tau=cfg.tau_fixed, critic_init=start * cfg.tau_fixed)
     return {
         "bilevel, decaying tau": ("actor_critic", dict(common, tau=decaying, critic_init=start * cfg.tau0), cfg.seeds),
@@ -211,7 +213,7 @@ def frontier(cfg, problem, metrics):
     taus = np.geomspace(cfg.frontier_taus[0], cfg.frontier_taus[1], 7)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ScheduleWarning)
-        fit = run(problem, ActorCriticConfig(steps=1, tau=1.0, alpha=1.0, beta=1.0, zeta=1.0, diagnostics=False),
+        fit = run(problem, ActorCriticConfig(steps=1, tau=1.0, zeta=1.0, diagnostics=False),
                   method="rlhf")["x"][0]
         out = {"RLHF": [], "bilevel": []}
         for t in taus:

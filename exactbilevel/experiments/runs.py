@@ -101,6 +101,12 @@ def spread(name, values):
 
 def step_sizes(cfg):
     """The lam, alpha, beta and zeta power-law schedules of a configuration with the fields
-    ``lam0, lam_growth, alpha0, alpha_decay, beta0, beta_decay, zeta0, zeta_decay``."""
-    return dict(lam=schedules.power(cfg.lam0, -cfg.lam_growth), alpha=schedules.power(cfg.alpha0, cfg.alpha_decay),
-                beta=schedules.power(cfg.beta0, cfg.beta_decay), zeta=schedules.power(cfg.zeta0, cfg.zeta_decay))
+    ``lam0, lam_growth, alpha0, alpha_decay, beta0, beta_decay, zeta0, zeta_decay``; a
+    coefficient of 0 leaves that schedule to the defaults resolved from the problem
+    (:mod:`exactbilevel.defaults`), and is left out of the dict."""
+    out = {}
+    for name, c0, p in (("lam", cfg.lam0, -cfg.lam_growth), ("alpha", cfg.alpha0, cfg.alpha_decay),
+                        ("beta", cfg.beta0, cfg.beta_decay), ("zeta", cfg.zeta0, cfg.zeta_decay)):
+        if c0 != 0:
+            out[name] = schedules.power(c0, p)
+    return out

@@ -624,3 +624,138 @@ def malformed_arguments(draw, missing="/nonexistent-exactbilevel-path/missing"):
     if where == "grid":
         return ["sweep", exp, "--grid", missing + ".toml"]
     return ["plot", missing]
+
+# -- sparse transition matrices in every scipy format, valid and malformed ------------
+
+__all__ += ["SPARSE_FORMATS", "sparse_kernels", "malformed_sparse_kernels"]
+
+#: The scipy.sparse formats :class:`~exactbilevel.TabularMDP` accepts.
+SPARSE_FORMATS = ("csr", "csc", "coo", "bsr", "dia", "lil", "dok")
+
+
+def _kernel_rows(rng, S, A):
+    """A dense (S*A, S) transition table with some zeros, every row summing to 1."""
+    P = rng.standard_exponential((S * A, S)) * (rng.random((S * A, S)) < 0.6)
+    P[np.arange(S * A), rng.integers(S, size=S * A)] += 0.5
+    return P / P.sum(axis=1, keepdims=True)
+
+
+def _set_index_dtype(M, dtype):
+    """Store the index arrays of M (where it has them) in ``dtype``, in place."""
+    if M.format in ("csr", "csc", "bsr"):
+        M.indices, M.indptr = M.indices.astype(dtype), M.indptr.astype(dtype)
+    elif M.format == "coo":
+        M.row, M.col = M.row.astype(dtype), M.col.astype(dtype)
+    elif M.format == "dia":
+        M.offsets = M.offsets.astype(dtype)
+    return M
+
+
+def _stored_form(rng, P, fmt, kind, index_dtype, messy):
+    """P (dense (S*A, S)) in scipy format ``fmt`` ("matrix" or "array" class).  With
+    ``messy``, COO, CSR and CSC store every nonzero as two halves (duplicates) in a
+    shuffled order (unsorted indices)."""
+    cls = getattr(sp, f"{fmt}_{kind}")
+    rows, cols = np.nonzero(P)
+    vals = P[rows, cols]
+    if messy and fmt in ("coo", "csr", "csc"):
+        rows, cols, vals = np.repeat(rows, 2), np.repeat(cols, 2), np.repeat(vals / 2, 2)
+        order = rng.permutation(rows.size)
+        rows, cols, vals = rows[order], cols[order], vals[order]
+        if fmt == "coo":
+            M = cls((vals, (rows, cols)), shape=P.shape)
+        else:
+            major, minor, n = (rows, cols, P.shape[0]) if fmt == "csr" else (cols, rows, P.shape[1])
+            order = np.argsort(major, kind="stable")  # grouped by major index, minor order shuffled
+            indptr = np.concatenate(([0], np.cumsum(np.bincount(major, minlength=n))))
+            M = cls((vals[order], minor[order], indptr), shape=P.shape)
+    elif fmt == "bsr":
+        M = cls(P, blocksize=(P.shape[1], 1) if P.shape[0] % P.shape[1] == 0 else (1, 1))
+    else:
+        M = cls(P)
+    return _set_index_dtype(M, index_dtype)
+
+
+@st.composite
+def sparse_kernels(draw, max_states=5, max_actions=3, formats=SPARSE_FORMATS):
+    """``(M, P)``: a valid transition kernel as a scipy.sparse matrix or array M of shape
+    ``(S*A, S)`` in one of ``formats``, with int32 or int64 index arrays, and, for
+    COO, CSR and CSC, possibly unsorted indices and duplicate entries (which sum to
+    P); P is the same kernel as a dense ``(S, A, S)`` array.
+
+    >>> from hypothesis import given, settings
+    >>> @settings(max_examples=5, deadline=None)
+    ... @given(sparse_kernels())
+    ... def check(pair):
+    ...     M, P = pair
+    ...     assert M.shape == (P.shape[0] * P.shape[1], P.shape[0])
+    >>> check()
+    """
+    S = draw(st.integers(1, max_states))
+    A = draw(st.integers(1, max_actions))
+    fmt = draw(st.sampled_from(formats))
+    kind = draw(st.sampled_from(["matrix", "array"]))
+    index_dtype = draw(st.sampled_from([np.int32, np.int64]))
+    messy = draw(st.booleans())
+    rng = np.random.default_rng(draw(seeds))
+    P = _kernel_rows(rng, S, A)
+    return _stored_form(rng, P, fmt, kind, index_dtype, messy), P.reshape(S, A, S)
+
+
+def _bad_index(draw, n, dtype):
+    """An index outside [0, n) that ``dtype`` can hold."""
+    big = int(np.iinfo(dtype).max)
+    return draw(st.sampled_from([n, n + 1, n + 1000, big, -1, -n - 1, -big]))
+
+
+@st.composite
+def malformed_sparse_kernels(draw, max_states=5, max_actions=3, formats=SPARSE_FORMATS):
+    """``(M, defect)``: a scipy.sparse transition matrix or array of shape ``(S*A, S)``,
+    built valid by :func:`sparse_kernels` and then edited in place the way scipy
+    allows, so that its structure is malformed: ``defect`` is "index" (a stored
+    row or column index outside the shape: scipy's constructors accept such CSC
+    and BSR matrices, and its conversions may then read outside the arrays),
+    "indptr" (a compressed format's indptr that does not start at 0, decreases,
+    or ends beyond the stored entries), or "count" (index and value arrays of
+    different lengths).  Every such M must be refused with a ValueError naming P
+    (run such tests in a subprocess: a missed defect may crash the process).
+    """
+    formats = tuple(f for f in formats if f != "dia")  # out-of-range DIA offsets are valid (ignored)
+    M, P = draw(sparse_kernels(max_states, max_actions, formats))
+    S = P.shape[0]
+    fmt = M.format
+    if fmt in ("csr", "csc", "bsr"):
+        defect = draw(st.sampled_from(["index", "indptr"]))
+        if defect == "index":
+            n = M.shape[1] // M.blocksize[1] if fmt == "bsr" else (S if fmt == "csr" else M.shape[0])
+            k = draw(st.integers(0, M.indices.size - 1))
+            M.indices[k] = _bad_index(draw, n, M.indices.dtype)
+        else:
+            how = draw(st.sampled_from(["start", "decrease", "end"]))
+            if how == "start":
+                M.indptr[0] = draw(st.sampled_from([1, -1]))
+            elif how == "decrease":
+                i = draw(st.integers(1, M.indptr.size - 1))
+                M.indptr[i] = M.indptr[i - 1] - 1
+            else:
+                M.indptr[-1] = M.indices.size + draw(st.integers(1, 10**6))
+    elif fmt == "coo":
+        defect = draw(st.sampled_from(["index", "count"]))
+        if defect == "index":
+            k = draw(st.integers(0, M.nnz - 1))
+            if draw(st.booleans()):
+                M.row[k] = _bad_index(draw, M.shape[0], M.row.dtype)
+            else:
+                M.col[k] = _bad_index(draw, M.shape[1], M.col.dtype)
+        else:
+            M.row = M.row[:-1]
+    elif fmt == "lil":
+        defect = "index"
+        i = draw(st.integers(0, M.shape[0] - 1))
+        M.rows[i][0] = _bad_index(draw, M.shape[1], np.int64)
+    else:  # dok: scipy checks its keys on assignment; edit its dict directly
+        defect = "index"
+        store = getattr(M, "_dict", M)
+        i, j = draw(st.sampled_from([(M.shape[0], 0), (0, M.shape[1]), (-1, 0), (0, -1)]))
+        dict.__setitem__(store, (i, j), 0.0)
+    return M, defect
