@@ -22,6 +22,7 @@ from . import defaults
 from .actor_critic import ActorCriticConfig, Resolution, ScheduleWarning
 from .trace import Trace
 from .rates import RateFit, SlopeStability, Verdict, fit_rate, rate_table, slope_stability, verdict
+from .running import running_mean, running_min
 from .runner import run
 from . import envs, preferences, schedules
 
@@ -76,6 +77,8 @@ __all__ = [
     "SlopeStability",
     "Verdict",
     "RateFit",
+    "running_mean",
+    "running_min",
     "rate_table",
     "__version__",
 ]

@@ -98,6 +98,18 @@ class ActorCriticConfig:
     ``fd_step`` (> 0) and ``fd_inner`` (>= 1) are the difference step h and the learner
     steps per estimate of the finite-difference baseline (``method="finite_differences"``).
 
+    Logging points (:meth:`log_steps`): ``log_spacing="linear"`` (default) logs every
+    ``log_every`` steps; ``"geometric"`` logs about ``logs_per_decade`` (>= 1, default 20)
+    points a decade, k = round(10^(j / logs_per_decade)) deduplicated, with k = 0 and
+    k = steps always included (151 points for 10^8 steps at 20 a decade); ``log_every``
+    then plays no part.  The diagnostics of one logging point are one set of exact solves at
+    the iterate; on one core they cost about as much as 3 * 10^3 i.i.d. (6 * 10^3 Markov)
+    loop steps at S = 20, A = 4 and 5 * 10^3 (1.3 * 10^4) at S = 100, A = 5 (the 10 x 10
+    GridWorld), growing with S as the exact solves do.  In a sampled run they run beside
+    the loop in a background thread, so with a second core a run takes about the longer of
+    the loop and all its points' diagnostics (151 points at S = 100: about 8 * 10^5 steps'
+    worth); with a checkpoint every point waits for its diagnostics, which adds them.
+
     Invalid (ValueError, here): steps <= 0, tau_k < 0, lam_k <= 0, a step size <= 0 on the
     run.  Checked when the run starts (:meth:`resolve`), in unit-free form
     (:func:`exactbilevel.defaults.time_scale_rates`: b = beta, a = alpha H tau,
@@ -120,6 +132,8 @@ class ActorCriticConfig:
     actor: str = "npg"
     exact: bool = False
     log_every: int | None = None
+    log_spacing: str = "linear"
+    logs_per_decade: int = 20
     diagnostics: bool = True
     fd_step: float = 0.1
     fd_inner: int = 1000
@@ -139,6 +153,9 @@ class ActorCriticConfig:
         object.__setattr__(self, "batch", check_int("batch", self.batch, minimum=1))
         log_every = max(1, steps // 100) if self.log_every is None else check_int("log_every", self.log_every, minimum=1)
         object.__setattr__(self, "log_every", log_every)
+        if self.log_spacing not in ("linear", "geometric"):
+            raise ValueError(f"log_spacing must be 'linear' or 'geometric', got {self.log_spacing!r}")
+        object.__setattr__(self, "logs_per_decade", check_int("logs_per_decade", self.logs_per_decade, minimum=1))
         object.__setattr__(self, "fd_inner", check_int("fd_inner", self.fd_inner, minimum=1))
         object.__setattr__(self, "linearize_every", check_int("linearize_every", self.linearize_every, minimum=1))
         object.__setattr__(self, "fd_step", _positive_number("fd_step", self.fd_step))
@@ -257,6 +274,23 @@ class ActorCriticConfig:
         for name in SCHEDULE_NAMES:
             out[name] = None if getattr(self, name) is None else repr(getattr(self, name))
         return out
+
+    def log_steps(self):
+        """The logging points: the sorted int64 array of the steps k at which a row is logged.
+
+        ``"linear"``: k = 0, log_every, 2 log_every, ... and k = steps.  ``"geometric"``:
+        k = 0, k = steps and the integers ``round(10 ** (j / logs_per_decade))``, j = 0, 1,
+        ..., that are <= steps, without repeats (every integer while they are closer than 1,
+        then about ``logs_per_decade`` a decade)."""
+        n = self.steps
+        if self.log_spacing == "linear":
+            inner = np.arange(0, n, self.log_every, dtype=np.int64)
+        else:
+            m = self.logs_per_decade
+            j = np.arange(int(np.ceil(m * np.log10(n))) + 1)
+            inner = np.rint(10.0 ** (j / m)).astype(np.int64)
+            inner = inner[inner <= n]
+        return np.unique(np.concatenate([np.zeros(1, np.int64), inner, np.array([n], np.int64)]))
 
 
 @dataclass(frozen=True)
@@ -475,16 +509,18 @@ def expected_step(problem, state, tau, lam, alpha, beta, zeta, natural=False):
     state.k += 1
 
 
-def run_actor_critic(problem, config, rng, on_log, partial=False, resume=None):
+def run_actor_critic(problem, config, rng, on_log, partial=False, resume=None, on_steps=None):
     """Drive the loop between logging points.
 
-    ``on_log(state, loop)`` is called at k = 0 and after every ``log_every`` steps (and at
-    the end), with ``loop`` the dict of everything else the loop needs to continue
+    ``on_log(state, loop)`` is called at every k of ``config.log_steps()`` (k = 0 and
+    k = steps included), with ``loop`` the dict of everything else the loop needs to continue
     (``chains``, ``counter``; the Generator ``rng`` is the caller's): enough, with
     ``state``, for a checkpoint (and, for a linearized objective, the current linearization
     ``cost`` and ``gx0``).  ``resume=(state, loop)`` continues from such a point
     instead of starting (the k = 0 call is then skipped).  ``partial``: partial SGD (the
-    upper step uses grad_x f only; sampled mode)."""
+    upper step uses grad_x f only; sampled mode).  ``on_steps(k)``, if given, is called
+    after every block of steps with the steps done; the sampled blocks are then at most
+    steps // 1000 long, which changes no draw (the loop carries its state across blocks)."""
     if not isinstance(problem, BilevelProblem):
         raise TypeError(f"problem must be an eb.BilevelProblem, got {type(problem).__name__}")
     model = compiled_model(problem)
@@ -500,9 +536,12 @@ def run_actor_critic(problem, config, rng, on_log, partial=False, resume=None):
     else:
         state, loop = resume
         model.update({n: np.ascontiguousarray(loop[n]) for n in ("cost", "gx0") if n in loop})
+    logs = config.log_steps()
     k = state.k
     while k < config.steps:
-        nxt = min(config.steps, (k // config.log_every + 1) * config.log_every)
+        nxt = int(logs[np.searchsorted(logs, k, side="right")])
+        if on_steps is not None:
+            nxt = min(nxt, k + max(1, config.steps // 1000))  # splitting changes no draw (all_row_lse)
         if model["linearized"] and not config.exact:
             if k % config.linearize_every == 0:
                 linearize(problem, model, state, partial)
@@ -517,6 +556,8 @@ def run_actor_critic(problem, config, rng, on_log, partial=False, resume=None):
             sampled_steps(problem, config, state, np.arange(k, nxt), rng, model, sampler, loop["chains"],
                           loop["counter"], partial)
         k = nxt
-        if k % config.log_every == 0 or k == config.steps:
+        if on_steps is not None:
+            on_steps(k)
+        if logs[np.searchsorted(logs, k)] == k:
             on_log(state, loop)
     return state

@@ -36,7 +36,8 @@ For the two oracle methods, at logging points phi holds the logits ``Q*_tau / ta
 pi*_tau(x), theta those of the penalized policy (nested) or of pi*_tau(x) (hyper-gradient),
 and the critics are exact; their samples column counts no environment transitions.
 
-Every ``log_every`` steps (and at k = 0 and the end) a row is logged: k, samples
+At every logging point k of ``config.log_steps()`` (k = 0 and the end included; every
+``log_every`` steps, or geometrically spaced with ``log_spacing="geometric"``) a row is logged: k, samples
 (environment transitions; 0 for the oracle), x, tau, lam, time (wall seconds since
 the start, when the row was complete), the user's ``metrics`` and, with
 ``config.diagnostics``, every quantity of :data:`exactbilevel.diagnostics.QUANTITIES`,
@@ -55,6 +56,7 @@ from pathlib import Path
 import numba
 import numpy as np
 import scipy.optimize
+import tqdm
 
 from ._validation import ConvergenceError
 from .actor_critic import (
@@ -84,7 +86,7 @@ def _learner(problem):
             dict(chains=np.zeros(2, dtype=np.int64), counter=np.zeros(1, dtype=np.int64)))
 
 
-def _finite_differences(problem, config, rng, on_log):
+def _finite_differences(problem, config, rng, on_log, on_steps):
     mdp, obj = problem.mdp, problem.objective
     model, sampler, loop = _learner(problem)
     state = ActorCriticState.initial(problem, config.critic_init)
@@ -97,6 +99,7 @@ def _finite_differences(problem, config, rng, on_log):
         return (1 - mdp.gamma) * float(mdp.rho @ np.sum(pi * st.Qc, axis=1)) + 0.5 * obj.kappa * float(z @ z)
 
     on_log(state)
+    logs, at = config.log_steps(), 1  # logs[at]: the next logging point
     h, m = float(config.fd_step), config.fd_inner
     for k in range(config.steps):
         v = config.schedule_values(np.array([k]))
@@ -115,13 +118,16 @@ def _finite_differences(problem, config, rng, on_log):
         state.x = problem.project(state.x - zeta * g)
         learner_steps(problem, state, state.x, tau, alpha, beta, m, rng, model, sampler, loop)
         state.k = k + 1
-        if state.k % config.log_every == 0 or state.k == config.steps:
+        if on_steps is not None:
+            on_steps(state.k)
+        if state.k == logs[at]:
+            at += 1
             _mirror(state)
             on_log(state)
     return state
 
 
-def _rlhf(problem, config, rng, on_log):
+def _rlhf(problem, config, rng, on_log, on_steps):
     mdp, obj = problem.mdp, problem.objective
     pi0 = softmax_policy(np.zeros((mdp.S, mdp.A)))
     bounds = [(None if np.isinf(a) else a, None if np.isinf(b) else b) for a, b in zip(problem.lo, problem.hi)]
@@ -134,17 +140,25 @@ def _rlhf(problem, config, rng, on_log):
     state = ActorCriticState.initial(problem, config.critic_init)
     state.x = problem.project(fit.x)
     on_log(state)
-    for start in range(0, config.steps, config.log_every):
-        ks = np.arange(start, min(config.steps, start + config.log_every))
+    logs = config.log_steps()
+    # with a progress display, blocks of at most steps // 1000 (splitting changes no draw)
+    ends = logs if on_steps is None else np.union1d(logs, np.arange(0, config.steps, max(1, config.steps // 1000)))
+    at = 1  # logs[at]: the next logging point
+    for start, stop in zip(ends[:-1], ends[1:]):
+        ks = np.arange(start, stop)
         v = config.schedule_values(ks)
         learner_steps(problem, state, state.x, v["tau"], v["alpha"], v["beta"], ks.size, rng, model, sampler, loop)
-        state.k = int(ks[-1]) + 1
-        _mirror(state)
-        on_log(state)
+        state.k = int(stop)
+        if on_steps is not None:
+            on_steps(state.k)
+        if state.k == logs[at]:
+            at += 1
+            _mirror(state)
+            on_log(state)
     return state
 
 
-def _oracle_descent(problem, config, on_log, penalty):
+def _oracle_descent(problem, config, on_log, on_steps, penalty):
     """x <- Proj(x - zeta_k g_k) with g_k the exact hyper-gradient or the penalty gradient."""
     mdp, reward, obj = problem.mdp, problem.reward, problem.objective
     state = ActorCriticState.initial(problem, config.critic_init)
@@ -170,6 +184,7 @@ def _oracle_descent(problem, config, on_log, penalty):
     tau, sol, pen = lower(0)
     sync(tau, sol, pen)
     on_log(state)
+    logs, at = config.log_steps(), 1  # logs[at]: the next logging point
     for k in range(config.steps):
         zeta = float(config.schedule_values(np.array([k]))["zeta"][0])
         g = pen.grad_ell if penalty else hypergradient(mdp, reward, obj, state.x, tau, solution=sol)
@@ -178,7 +193,10 @@ def _oracle_descent(problem, config, on_log, penalty):
         V = sol.V
         theta_lam = None if pen is None else pen.theta
         tau, sol, pen = lower(k + 1)
-        if state.k % config.log_every == 0 or state.k == config.steps:
+        if on_steps is not None:
+            on_steps(state.k)
+        if state.k == logs[at]:
+            at += 1
             sync(tau, sol, pen)
             on_log(state)
     return state
@@ -276,7 +294,7 @@ def _metric_value(name, fn, state, shapes):
     return value
 
 
-def run(problem, config, seed=0, method="actor_critic", checkpoint=None, metrics=None):
+def run(problem, config, seed=0, method="actor_critic", checkpoint=None, metrics=None, progress=False):
     """Run ``method`` on ``problem`` with ``config``; returns a :class:`~exactbilevel.trace.Trace`.
 
     ``seed``: an int or a ``numpy.random.Generator``; the same seed gives the same trace
@@ -296,6 +314,9 @@ def run(problem, config, seed=0, method="actor_critic", checkpoint=None, metrics
     :class:`~exactbilevel.actor_critic.ActorCriticState`: x, theta, phi, critics, k)
     returns a number or an array of fixed shape, logged as a column at every logging
     point (e.g. a property of pi_phi = softmax(state.phi)).
+
+    ``progress``: True shows a progress bar of the steps done (tqdm, on stderr), updated
+    at least every ``steps // 1000`` steps; the trace is the same either way.
     """
     if not isinstance(problem, BilevelProblem):
         raise TypeError(f"problem must be an eb.BilevelProblem, got {type(problem).__name__}")
@@ -310,6 +331,8 @@ def run(problem, config, seed=0, method="actor_critic", checkpoint=None, metrics
     config = resolution.config
     names = ["k", "samples", "x", "tau", "lam", "time"] + (list(QUANTITIES) if config.diagnostics else [])
     metrics = _check_metrics(metrics, names)
+    if not isinstance(progress, bool):
+        raise TypeError(f"progress must be True or False, got {type(progress).__name__}")
     rows = TraceBuilder(names + list(metrics))
     shapes = {}  # of each metric, fixed by the first logging point
     diag = Diagnostics(problem, batch=config.batch) if config.diagnostics else None
@@ -356,20 +379,27 @@ def run(problem, config, seed=0, method="actor_critic", checkpoint=None, metrics
             drain()
             _save_checkpoint(checkpoint, run_id, state, loop, rng, rows, diag)
 
+    bar = tqdm.tqdm(total=config.steps, desc=method, unit="step", unit_scale=True) if progress else None
+    on_steps = None if bar is None else (lambda k: bar.update(k - bar.n))  # k: the steps done
     try:
         if method == "finite_differences":
-            _finite_differences(problem, config, rng, on_log)
+            _finite_differences(problem, config, rng, on_log, on_steps)
         elif method == "rlhf":
-            _rlhf(problem, config, rng, on_log)
+            _rlhf(problem, config, rng, on_log, on_steps)
         elif sampled:
             resume = None
             if checkpoint is not None and checkpoint.exists():
                 resume = _load_checkpoint(checkpoint, run_id, rng, rows, diag)
-            run_actor_critic(problem, config, rng, on_log, partial=method == "partial_sgd", resume=resume)
+                if on_steps is not None:
+                    on_steps(resume[0].k)
+            run_actor_critic(problem, config, rng, on_log, partial=method == "partial_sgd", resume=resume,
+                             on_steps=on_steps)
         else:
-            _oracle_descent(problem, config, on_log, penalty=method == "nested_penalty")
+            _oracle_descent(problem, config, on_log, on_steps, penalty=method == "nested_penalty")
         drain()
     finally:
+        if bar is not None:
+            bar.close()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
     meta = run_metadata(dict(asked.as_dict(), method=method), seed if not isinstance(seed, np.random.Generator) else None)
