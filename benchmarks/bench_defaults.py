@@ -6,6 +6,7 @@
     python benchmarks/bench_defaults.py --actor pg      # the softmax-PG actor, other defaults resolved
     python benchmarks/bench_defaults.py --json out.json
     python benchmarks/bench_defaults.py --exact 1011,1022,1029   # exact=True, fixed tau, lam = 200
+    python benchmarks/bench_defaults.py --tau-decay 0.2          # tau decaying faster than the default
 
 For each problem of :func:`exactbilevel.testing.problems.defaults_family` (seeds
 ``first .. first + n - 1``; the defaults were tuned on seeds 0..29, so the default
@@ -40,9 +41,12 @@ import exactbilevel as eb  # noqa: E402
 from exactbilevel.testing.problems import defaults_family, judge_run  # noqa: E402
 
 
-def one(seed, steps, actor):
+def one(seed, steps, actor, tau_decay=None):
     fam = defaults_family(seed)
     kw = {} if actor is None else dict(actor=actor)
+    if tau_decay is not None:  # the default tau_0 with another decay exponent
+        tau0 = eb.defaults.TAU_C * eb.defaults.problem_scales(fam.problem).reward_ref
+        kw["tau"] = eb.schedules.power(tau0, tau_decay)
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", eb.ScheduleWarning)
@@ -83,6 +87,8 @@ def main(argv=None):
     ap.add_argument("--actor", choices=("pg", "npg"), default=None)
     ap.add_argument("--json", type=Path)
     ap.add_argument("--exact", type=str, default=None, help="comma-separated seeds: the exact-mode check")
+    ap.add_argument("--tau-decay", type=float, default=None,
+                    help="the default tau_0 with this decay exponent (default: the resolved 0.05)")
     args = ap.parse_args(argv)
     from joblib import Parallel, delayed
 
@@ -94,7 +100,7 @@ def main(argv=None):
         return 0
 
     t0 = time.perf_counter()
-    rows = Parallel(n_jobs=args.workers)(delayed(one)(s, args.steps, args.actor)
+    rows = Parallel(n_jobs=args.workers)(delayed(one)(s, args.steps, args.actor, args.tau_decay)
                                          for s in range(args.first, args.first + args.n))
     for r in rows:
         print(f"seed {r['seed']:5d}  {r['problem']}  Phi {r['phi_x0']:+.4f} -> {r['phi_end']:+.4f}  "
@@ -102,7 +108,8 @@ def main(argv=None):
               f"min pi {r['min_pi']:.1e}  {'success' if r['success'] else 'FAILURE'}  ({r['seconds']:.1f} s)")
     wins = sum(r["success"] for r in rows)
     print(f"success: {wins} of {len(rows)} ({100 * wins / len(rows):.0f} %), {args.steps} steps, "
-          f"actor {args.actor or 'default'}; {time.perf_counter() - t0:.0f} s on {args.workers} workers")
+          f"actor {args.actor or 'default'}, tau decay {args.tau_decay or 'default'}; "
+          f"{time.perf_counter() - t0:.0f} s on {args.workers} workers")
     if args.json:
         args.json.write_text(json.dumps(dict(args=vars(args) | {"json": str(args.json)}, rows=rows), indent=1))
     return 0

@@ -294,11 +294,30 @@ def _metric_value(name, fn, state, shapes):
     return value
 
 
+def _check_seed(seed):
+    """``(seed, record)``: the seed as numpy takes it and its JSON record (run's docstring)."""
+    if isinstance(seed, np.random.Generator):
+        return seed, {"generator": type(seed.bit_generator).__name__, "state": seed.bit_generator.state}
+    if isinstance(seed, np.random.SeedSequence):
+        key = [int(v) for v in seed.spawn_key]
+        return seed, {"entropy": int(seed.entropy) if np.isscalar(seed.entropy) else [int(v) for v in seed.entropy],
+                      "spawn_key": key}
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an integer >= 0, a numpy.random.SeedSequence or a numpy.random.Generator, "
+                        f"got {type(seed).__name__} {seed!r}")
+    if seed < 0:
+        raise ValueError(f"seed must be >= 0, got {seed}; numpy seeds are non-negative integers")
+    return int(seed), int(seed)
+
+
 def run(problem, config, seed=0, method="actor_critic", checkpoint=None, metrics=None, progress=False):
     """Run ``method`` on ``problem`` with ``config``; returns a :class:`~exactbilevel.trace.Trace`.
 
-    ``seed``: an int or a ``numpy.random.Generator``; the same seed gives the same trace
-    (bit for bit, apart from the ``time`` column).
+    ``seed``: an integer >= 0 (Python or numpy), a ``numpy.random.SeedSequence`` or a
+    ``numpy.random.Generator`` (used as it is, and advanced); the same seed gives the same
+    trace (bit for bit, apart from the ``time`` column).  ``meta["seed"]`` records it: the
+    integer, ``{"entropy", "spawn_key"}`` of a SeedSequence, or ``{"generator": name,
+    "state": ...}`` of a Generator's bit generator at the start of the run.
 
     ``config``: schedules left at None are derived from the problem's scales first
     (:meth:`~exactbilevel.ActorCriticConfig.resolve`); ``meta["config"]`` records the
@@ -324,6 +343,7 @@ def run(problem, config, seed=0, method="actor_critic", checkpoint=None, metrics
         raise TypeError(f"config must be an eb.ActorCriticConfig, got {type(config).__name__}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    seed, seed_record = _check_seed(seed)
     if method not in ("hypergradient", "nested_penalty"):
         compiled_model(problem)  # a model the compiled loop cannot run is refused before anything else
     asked = config
@@ -340,9 +360,11 @@ def run(problem, config, seed=0, method="actor_critic", checkpoint=None, metrics
     sampled = method in ("actor_critic", "partial_sgd")
     if checkpoint is not None:
         if not sampled or isinstance(seed, np.random.Generator):
-            raise ValueError("checkpoint needs a sampled method (actor_critic, partial_sgd) and an int seed")
+            raise ValueError("checkpoint needs a sampled method (actor_critic, partial_sgd) and an integer seed "
+                             "or a SeedSequence (a Generator's state is the caller's)")
         checkpoint = Path(checkpoint)
-    run_id = json.dumps(dict(config.as_dict(), method=method, seed=seed, metrics=sorted(metrics)), sort_keys=True)
+    run_id = json.dumps(dict(config.as_dict(), method=method, seed=seed_record, metrics=sorted(metrics)),
+                        sort_keys=True)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     # For the sampled loop, the diagnostics of a logging point run in one background thread,
     # on a snapshot of the iterate, while the compiled loop (which releases the GIL and calls
@@ -402,7 +424,8 @@ def run(problem, config, seed=0, method="actor_critic", checkpoint=None, metrics
             bar.close()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
-    meta = run_metadata(dict(asked.as_dict(), method=method), seed if not isinstance(seed, np.random.Generator) else None)
+    meta = run_metadata(dict(asked.as_dict(), method=method), None)
+    meta["seed"] = seed_record
     meta["resolved"] = resolution.as_dict()
     trace = rows.build(meta)
     if checkpoint is not None:
