@@ -91,6 +91,17 @@ log(k beta_k)); the default exponent 0.05 keeps Rref / tau_k below 2 k^0.05 (3.7
 5 at k = 1e8).  This is a property of the algorithm of spec section 4 with power-law tau, not
 of the defaults; a faster decay is the user's to choose and is reported by the diagnostics
 (min_pi, residual_phi).
+
+Known limits of the defaults (measured, ``benchmarks/bench_defaults.py`` and the experiments):
+
+* the cost scale F is the spread of the upper cost c; for an objective that is not
+  occupancy-linear, c = grad_pi f / d(s) (``occupancy_cost``) is large where d is small, so F
+  can overstate f's sensitivity by orders of magnitude: on the happy-tweets prefix tree
+  (342 states) F = 4.7e3, lam0 = 237 and x barely moves; that experiment sets lam and zeta;
+* a faster tau decay with the other defaults unchanged tracks worse: with tau_k =
+  0.5 Rref (k+1)^-0.2 the bench_defaults success fell from 29 to 16 of 30 at 2 x 10^5 steps,
+  the failures being lags of the lower level (residual_phi 27-230 % of J* - J(uniform)),
+  not locks (min pi_phi 0.007-0.4).
 """
 
 from __future__ import annotations
