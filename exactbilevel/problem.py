@@ -19,6 +19,14 @@ from .objectives import check_objective
 __all__ = ["BilevelProblem"]
 
 
+def _side(name, raw, d):
+    """One side of the box: a number or a (d,) array, as a new (d,) float64 array."""
+    arr = as_float_array(name, raw, finite=False)
+    if arr.shape not in ((), (1,), (d,)):
+        raise ValueError(f"{name} must be a number or an array of shape ({d},) (x has d = {d}), got shape {arr.shape}")
+    return np.broadcast_to(arr, (d,)).copy()
+
+
 @dataclass(frozen=True, eq=False)
 class BilevelProblem:
     """``BilevelProblem(mdp, reward, objective, x0, bounds=None)``.
@@ -56,8 +64,7 @@ class BilevelProblem:
                 lo_raw, hi_raw = self.bounds
             except (TypeError, ValueError):
                 raise TypeError("bounds must be None or a pair (lo, hi) of numbers or (d,) arrays") from None
-            lo = np.broadcast_to(as_float_array("bounds[0]", lo_raw, finite=False), (d,)).copy()
-            hi = np.broadcast_to(as_float_array("bounds[1]", hi_raw, finite=False), (d,)).copy()
+            lo, hi = (_side(f"bounds[{i}]", raw, d) for i, raw in enumerate((lo_raw, hi_raw)))
             if np.isnan(lo).any() or np.isnan(hi).any() or np.any(lo > hi):
                 raise ValueError(f"bounds must satisfy lo <= hi (no NaN), got lo = {lo}, hi = {hi}")
         outside = np.flatnonzero((x0 < lo) | (x0 > hi))

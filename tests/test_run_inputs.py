@@ -69,3 +69,11 @@ def test_a_metric_whose_shape_changes_or_that_is_no_number_is_an_error_naming_it
     assert calls == [0, 100]  # found at the second logging point, not after the run
     with pytest.raises(TypeError, match=r"metrics\['s'\] must return a number or a numeric array"):
         eb.run(problem(), CFG, metrics={"s": lambda st: "text"})
+
+
+@pytest.mark.parametrize("bounds,match", [((np.zeros(3), np.ones(3)), r"bounds\[0\] must be a number or an array of shape \(2,\)"),
+                                          (([[0, 0]], 1), r"bounds\[0\] must be .* got shape \(1, 2\)")])
+def test_bounds_of_the_wrong_shape_name_the_side_and_the_shape(bounds, match):
+    p = problem()
+    with pytest.raises(ValueError, match=match):
+        eb.BilevelProblem(p.mdp, p.reward, p.objective, p.x0, bounds=bounds)
