@@ -46,7 +46,7 @@ lam             F / (tau0 H) (k+1)^0.1               f / lam is then of the orde
 zeta (upper)    c_z L / (sqrt(2) lam0 H G) (k+1)^-0.3  the x-noise sd per step, zeta lam H G sqrt(2),
                                                      is c_z box widths; c_z = 1e-3 / sqrt(B)
                                                      sampled with batch B; with exact updates
-                                                     c_z = 1e-2 and lam0 -> F / (tau0 H) (rates)
+                                                     c_z = 3e-2 and lam0 -> F / (tau0 H) (rates)
 critic_init     H (max r_x0 + tau0 log A)            optimistic: an upper bound of every soft Q at
                                                      x0.  A natural actor moves a row by the
                                                      advantages of all its actions, so actions not
@@ -123,7 +123,7 @@ TAU_C, TAU_P = 0.5, 0.05
 ALPHA_C, ALPHA_P = 0.1, 0.1
 BETA_C, BETA_P = 0.5, 0.05
 LAM_C, LAM_Q = 1.0, 0.1
-ZETA_C_SAMPLED, ZETA_C_EXACT, ZETA_P = 1e-3, 1e-2, 0.3
+ZETA_C_SAMPLED, ZETA_C_EXACT, ZETA_P = 1e-3, 3e-2, 0.3
 _MAX_CORNERS = 64
 
 
