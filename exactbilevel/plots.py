@@ -495,7 +495,8 @@ def curves(groups, x="samples", y="phi0", logx=False, logy=False, band="quantile
 
 # ----------------------------------------------------------------------------- rates
 
-def tradeoff(lines, points=None, *, xlabel, ylabel, same_color=None, legend="auto", width="column", height=None):
+def tradeoff(lines, points=None, *, xlabel, ylabel, same_color=None, colors=None, legend="auto", width="column",
+             height=None):
     """A trade-off plane (e.g. happiness against KL): exact curves and measured points.
 
     ``lines``: dict label -> ``(x, y)`` arrays, each drawn as a line with markers (in
@@ -503,6 +504,8 @@ def tradeoff(lines, points=None, *, xlabel, ylabel, same_color=None, legend="aut
     each drawn as a marker with its error bars (e.g. the median and the 10%-90%
     quantiles of final values over seeds).  ``same_color``: dict point label -> line
     label whose color the point takes (the measured counterpart of an exact curve).
+    ``colors``: dict label -> index into the color cycle, so that a method keeps the color
+    it has in other figures (labels not in it take the cycle in order, as without it).
     """
     if not isinstance(lines, Mapping) or not lines:
         raise TypeError("lines must be a non-empty dict label -> (x, y)")
@@ -512,6 +515,11 @@ def tradeoff(lines, points=None, *, xlabel, ylabel, same_color=None, legend="aut
     _check_legend(legend)
     same_color = {} if same_color is None else dict(same_color)
     names = list(dict.fromkeys([*lines, *(p for p in points if p not in same_color)]))
+    colors = {} if colors is None else dict(colors)
+
+    def color(label):
+        return _color(colors[label]) if label in colors else _color(names.index(label))
+
     with paper_style():
         fig, ax = _single_axes(width, height)
         handles = []
@@ -519,11 +527,11 @@ def tradeoff(lines, points=None, *, xlabel, ylabel, same_color=None, legend="aut
             xv, yv = np.asarray(xv, dtype=float), np.asarray(yv, dtype=float)
             if xv.shape != yv.shape or xv.ndim != 1:
                 raise ValueError(f"lines[{label!r}]: x and y must be 1-d arrays of one length")
-            (h,) = ax.plot(xv, yv, color=_color(names.index(label)), lw=1.0, marker="o", ms=2.5, label=label,
+            (h,) = ax.plot(xv, yv, color=color(label), lw=1.0, marker="o", ms=2.5, label=label,
                            zorder=2)
             handles.append(h)
         for label, (xm, ym, (xl, xh), (yl, yh)) in points.items():
-            c = _color(names.index(same_color.get(label, label)))
+            c = color(same_color.get(label, label))
             h = ax.errorbar([xm], [ym], xerr=[[xm - xl], [xh - xm]], yerr=[[ym - yl], [yh - ym]], color=c,
                             marker="D", ms=4, lw=0.8, capsize=2, ls="none", label=label, zorder=3)
             handles.append(h)

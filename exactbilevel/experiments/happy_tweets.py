@@ -317,6 +317,15 @@ def figures(out):
         lines[label] = (front[key][order, 0], front[key][order, 1])
     same = {p: (r"RLHF, exact over $\tau$" if p.startswith("RLHF") else r"bilevel, exact over $\tau$")
             for p in points if p.startswith(("RLHF", "bilevel"))}
-    fig = plots.tradeoff(lines, points, same_color=same, xlabel=r"KL$(\pi \,\|\, \pi_{\mathrm{ref}})$ (nats)",
+    # every method in the color it has in the happiness and KL figures (the order of sampled)
+    index = {name: i for i, name in enumerate(sampled)}
+    bilevel = next((n for n in sampled if n.startswith("bilevel") and "decaying" not in n), None)
+    colors = {f"{n}, sampled": i for n, i in index.items()}
+    if "RLHF" in index:
+        colors[r"RLHF, exact over $\tau$"] = index["RLHF"]
+    if bilevel is not None:
+        colors[r"bilevel, exact over $\tau$"] = index[bilevel]
+    fig = plots.tradeoff(lines, points, same_color=same, colors=colors,
+                         xlabel=r"KL$(\pi \,\|\, \pi_{\mathrm{ref}})$ (nats)",
                          ylabel=r"true happiness $E_{\pi}[\mathrm{VADER}(y)]$")
     plots.save(fig, out / "tradeoff")
