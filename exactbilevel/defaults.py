@@ -28,41 +28,41 @@ Default schedules (each only where the user did not set it; ``tau0`` is the user
 k = 0 when given, else the default's; where tau0 = 0 the reward scale Rref takes its place
 in the formulas for alpha, lam and the critics):
 
-==============  ===================================  ==============================================
-tau             0.5 Rref (k+1)^-0.05                 comparable to the reward spread, so that
-                                                     pi*_tau keeps every action's probability at
-                                                     least about exp(-Rref / tau); decays slowly
-                                                     (see "the lock" below)
-alpha (actors)  0.1 / (tau0 H) (k+1)^-0.1            a natural actor's row moves by
-                                                     alpha H tau0 = 10 % of a soft policy-iteration
-                                                     step per visit; the per-visit logit change
-                                                     alpha H Ahat is unit-free
-beta (critics)  0.5 (k+1)^-0.05                      a fraction of the TD error (unit-free)
-lam             F / (tau0 H) (k+1)^0.1               f / lam is then of the order of tau H, the
-                                                     scale of J_tau's curvature in pi: the
-                                                     penalized policy's deviation from pi*_tau
-                                                     and the residual bias lam H |R^T d nu| stay
-                                                     of the order of the hyper-gradient
-zeta (upper)    c_z L / (sqrt(2) lam0 H G) (k+1)^-0.3  the x-noise sd per step, zeta lam H G sqrt(2),
-                                                     is c_z box widths; c_z = 1e-3 / sqrt(B)
-                                                     sampled with batch B; with exact updates
-                                                     c_z = 3e-2 and lam0 -> F / (tau0 H) (rates)
-critic_init     H (max r_x0 + tau0 log A)            optimistic: an upper bound of every soft Q at
-                                                     x0.  A natural actor moves a row by the
-                                                     advantages of all its actions, so actions not
-                                                     yet sampled are judged by their critics' start;
-                                                     started below the true values they look bad,
-                                                     are not sampled again and the lower level
-                                                     locks (on the 10 x 10 GridWorld a start at the
-                                                     uniform policy's soft value under a zero
-                                                     reward left residual_phi at the uniform
-                                                     policy's); started above, they are tried and
-                                                     corrected
-actor           "npg"                                the natural actor (spec section 4 variant);
-                                                     softmax PG moves a row by pi(a|s) times as
-                                                     much, and over the bench_defaults family its
-                                                     lower level tracked less often
-==============  ===================================  ==============================================
+==============  =========================================  ==============================================
+tau             0.5 Rref (k+1)^-0.05                       comparable to the reward spread, so that
+                                                           pi*_tau keeps every action's probability at
+                                                           least about exp(-Rref / tau); decays slowly
+                                                           (see "the lock" below)
+alpha (actors)  0.1 / (tau0 H) (k+1)^-0.1                  a natural actor's row moves by
+                                                           alpha H tau0 = 10 % of a soft policy-iteration
+                                                           step per visit; the per-visit logit change
+                                                           alpha H Ahat is unit-free
+beta (critics)  0.5 (k+1)^-0.05                            a fraction of the TD error (unit-free)
+lam             F / (tau0 H) (k+1)^0.1                     f / lam is then of the order of tau H, the
+                                                           scale of J_tau's curvature in pi: the
+                                                           penalized policy's deviation from pi*_tau
+                                                           and the residual bias lam H |R^T d nu| stay
+                                                           of the order of the hyper-gradient
+zeta (upper)    c_z L / (sqrt(2) lam0 H G) (k+1)^-0.3      the x-noise sd per step, zeta lam H G sqrt(2),
+                                                           is c_z box widths; c_z = 1e-3 / sqrt(B)
+                                                           sampled with batch B; with exact updates
+                                                           c_z = 3e-2 and lam0 -> F / (tau0 H) (rates)
+critic_init     H (max r_x0 + tau0 log A)                  optimistic: an upper bound of every soft Q at
+                                                           x0.  A natural actor moves a row by the
+                                                           advantages of all its actions, so actions not
+                                                           yet sampled are judged by their critics' start;
+                                                           started below the true values they look bad,
+                                                           are not sampled again and the lower level
+                                                           locks (on the 10 x 10 GridWorld a start at the
+                                                           uniform policy's soft value under a zero
+                                                           reward left residual_phi at the uniform
+                                                           policy's); started above, they are tried and
+                                                           corrected
+actor           "npg"                                      the natural actor (spec section 4 variant);
+                                                           softmax PG moves a row by pi(a|s) times as
+                                                           much, and over the bench_defaults family its
+                                                           lower level tracked less often
+==============  =========================================  ==============================================
 
 Exponents: alpha / beta ~ k^-0.05 -> 0; zeta lam / alpha ~ k^-0.1 -> 0;
 |tau_{k+1} - tau_k| / (alpha_k tau_k) ~ 0.05 k^-0.9 -> 0; lam -> infinity: every condition
