@@ -64,7 +64,7 @@ def test_default_tolerance_finds_ties_computed_to_rounding_and_not_small_genuine
 
 def test_limit_does_not_depend_on_warm_start_method_or_action_order():
     rng = np.random.default_rng(3)
-    S, A, gamma = 7, 4, 0.9
+    S, gamma = 7, 0.9
     P0 = rng.dirichlet(np.ones(S), size=(S, 2))
     r0 = rng.uniform(-1, 1, (S, 2))
     r0[:, 0] += 0.3  # action 0 optimal in most states
