@@ -130,7 +130,10 @@ def test_limit_policy_properties_on_random_mdps(data):
     # a copy of an action gets the same weight as the action
     for j, a in enumerate(dup):
         np.testing.assert_allclose(pi[:, A0 + 1 + j], pi[:, a], atol=1e-12)
-    tied = Q >= top - tol
+    # ties to rounding (copies, the built ties) against gaps the soft solve below can resolve; a
+    # genuine gap of a few 1e-13 (gamma ~ 1e-11 makes two actions differ only that much) is neither,
+    # and the comparison is skipped for it
+    tied = Q >= top - 1e-13 * scale
     gap = float(np.where(tied, np.inf, top - Q).min())
     event(f"gap check: {gap >= 1e-2 * scale}")
     if gap >= 1e-2 * scale:
