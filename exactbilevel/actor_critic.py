@@ -46,8 +46,6 @@ Schedules are pure callables of k (:mod:`exactbilevel.schedules`); a number is a
 
 from __future__ import annotations
 
-import math
-import numbers
 import warnings
 from dataclasses import asdict, dataclass, replace
 
@@ -55,7 +53,7 @@ import numpy as np
 
 from . import _actor_critic_kernels as K
 from . import schedules as sch
-from ._validation import check_int
+from ._validation import _real_scalar, check_int
 from .defaults import SCHEDULE_NAMES, default_schedules, problem_scales, time_scale_rates
 from .evaluation import policy_system
 from .gradients import _next_expectation, log_softmax, softmax_policy
@@ -167,11 +165,6 @@ class ActorCriticConfig:
         object.__setattr__(self, "diagnostics", bool(self.diagnostics))
         self._check_signs()
 
-    @property
-    def resolved(self):
-        """Whether every schedule and ``critic_init`` are set (no default left to derive)."""
-        return all(getattr(self, n) is not None for n in SCHEDULE_NAMES + ("critic_init",))
-
     def _check_ks(self):
         n = self.steps
         return np.unique(np.concatenate([[0], np.geomspace(1, n, 60).astype(np.int64) - 1, [n - 1]]))
@@ -213,8 +206,6 @@ class ActorCriticConfig:
         scales = problem_scales(problem)
         given = {n: getattr(self, n) for n in SCHEDULE_NAMES + ("critic_init",)}
         exact = self.exact or method in ("hypergradient", "nested_penalty")
-        if scales.box_width == 0 and given["zeta"] is None:
-            given["zeta"] = 1.0  # a one-point box: x cannot move and zeta does nothing
         values = default_schedules(scales, given, exact=exact, batch=self.batch)
         config = replace(self, **values)
         defaulted = tuple(n for n in SCHEDULE_NAMES + ("critic_init",) if getattr(self, n) is None)
@@ -336,12 +327,11 @@ class Resolution:
 
 
 def _finite_number(name, value):
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    return value
+    """:func:`~exactbilevel._validation._real_scalar`, with the message of a configuration field."""
+    try:
+        return _real_scalar(name, value)
+    except ValueError:
+        raise ValueError(f"{name} must be a finite number, got {value!r}") from None
 
 
 def _positive_number(name, value):

@@ -215,6 +215,8 @@ def default_schedules(scales, given, exact=False, batch=1):
                                / (tau_s * H), -LAM_Q)
     if given.get("zeta") is not None:
         out["zeta"] = given["zeta"]
+    elif scales.box_width == 0:
+        out["zeta"] = sch.constant(1.0)  # a one-point box: x cannot move and zeta does nothing
     else:
         lam0 = _upper_lam(scales, float(sch.evaluate("lam", out["lam"], [0])[0]), tau_s, exact)
         c = ZETA_C_EXACT if exact else ZETA_C_SAMPLED / math.sqrt(batch)
@@ -243,9 +245,7 @@ def time_scale_rates(scales, values, exact=False):
     tau = np.where(values["tau"] > 0, values["tau"], scales.reward_ref)
     b = np.asarray(values["beta"], dtype=np.float64)
     a = values["alpha"] * scales.horizon * tau
-    lam = values["lam"]
-    if exact and scales.cost > 0:
-        lam = LAM_C * scales.cost / (tau * scales.horizon)
+    lam = _upper_lam(scales, values["lam"], tau, exact)
     with np.errstate(divide="ignore", invalid="ignore"):
         z = values["zeta"] * lam * scales.horizon * scales.feature * math.sqrt(2.0) / scales.box_width
     if scales.box_width == 0 or scales.feature == 0:

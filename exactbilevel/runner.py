@@ -286,8 +286,6 @@ def _metric_value(name, fn, state, shapes):
     except (TypeError, ValueError):
         raise TypeError(f"metrics[{name!r}] must return a number or a numeric array, got "
                         f"{type(raw).__name__}") from None
-    if value.dtype != np.float64 or value.size == 0 and value.ndim == 0:
-        raise TypeError(f"metrics[{name!r}] must return a number or a numeric array, got {type(raw).__name__}")
     if shapes.setdefault(name, value.shape) != value.shape:
         raise ValueError(f"metrics[{name!r}] returned shape {value.shape} at k = {state.k}, but "
                          f"{shapes[name]} at the first logging point; a metric's shape must be fixed")
