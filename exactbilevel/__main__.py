@@ -8,6 +8,11 @@ Subcommands, each with ``--help``:
 ``sweep EXPERIMENT --grid GRID.toml [--config FILE.toml] [--out DIR] [--workers W] [--scheduler ADDRESS]``
     run an experiment for every combination of the grid's values (one results folder
     each), on this machine or on a Dask cluster;
+``verify [--config FILE.toml] [--quick] [--seeds N] [--steps K] [--out DIR] [--workers W]``
+    run the verification of :mod:`exactbilevel.experiments.verify` (the theorem's rates
+    on well-scaled problems, fixed and decaying tau, verdicts per claim), write its
+    results folder (runs, ``verdicts.json``, figures) and print the verdict table;
+    ``--quick`` is the reduced version of the test suite; a rerun resumes;
 ``plot RESULTS_DIR``
     redraw the figures of a results folder;
 ``list``
@@ -148,20 +153,32 @@ def _experiment(name, running=False):
 
 
 def _run(args):
-    from .experiments.config import load
+    from .experiments.config import ConfigError, load
 
     module, cls, _ = _experiment(args.experiment, running=True)
     _at_least(args.seeds, 1, "--seeds")
     _at_least(args.steps, 1, "--steps")
     _at_least(args.workers, 1, "--workers")
+    quick = module.QUICK if getattr(args, "quick", False) else {}
     with _user_input("bad configuration: "):
-        cfg = load(cls, args.config, seeds=args.seeds, steps=args.steps)
+        cfg = load(cls, args.config, **{**quick, **{k: v for k, v in (("seeds", args.seeds), ("steps", args.steps))
+                                                    if v is not None}})
     out = _output_folder(args.out or f"results/{args.experiment}")
     t0 = time.perf_counter()
-    rows = module.run_experiment(cfg, out, workers=args.workers, progress=not args.quiet)
+    try:
+        rows = module.run_experiment(cfg, out, workers=args.workers, progress=not args.quiet)
+    except ConfigError as exc:  # found by the experiment's own checks before its runs (verify: the scales)
+        _fail(f"{args.experiment}: {exc}")
     print(module.table(rows))
     print(f"\nresults, traces and figures in {out}/ ({time.perf_counter() - t0:.0f} s)")
     return 0
+
+
+def _verify(args):
+    args.experiment = "verify"
+    if args.out is None and args.quick:
+        args.out = "results/verify-quick"
+    return _run(args)
 
 
 def _sweep(args):
@@ -255,6 +272,15 @@ def parser():
     sw.add_argument("--scheduler", help="address of a Dask scheduler (tcp://host:8786) to run on instead")
     sw.add_argument("--quiet", action="store_true", help="no progress bar")
     sw.set_defaults(func=_sweep)
+    v = sub.add_parser("verify", help="verify the theorem's rates on long runs: verdicts, figures, verdicts.json")
+    v.add_argument("--config", help="TOML file overriding the default configuration (experiments/verify.toml)")
+    v.add_argument("--quick", action="store_true", help="the reduced version of the test suite (minutes, not hours)")
+    v.add_argument("--seeds", type=int, help="seeds per problem and setting")
+    v.add_argument("--steps", type=int, help="steps per run")
+    v.add_argument("--out", help="results folder (default results/verify, results/verify-quick with --quick)")
+    v.add_argument("--workers", type=int, default=2, help="parallel runs (joblib; default 2)")
+    v.add_argument("--quiet", action="store_true", help="no progress bar")
+    v.set_defaults(func=_verify)
     pl = sub.add_parser("plot", help="redraw the figures of a results folder")
     pl.add_argument("results", help="results folder written by `exactbilevel run`")
     pl.set_defaults(func=_plot)

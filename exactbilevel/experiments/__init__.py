@@ -7,7 +7,7 @@ progress)`` which writes a results folder, and ``figures(out)`` which draws its
 figures from that folder.
 """
 
-from . import gridworld_goal, happy_tweets, rates
+from . import gridworld_goal, happy_tweets, rates, verify
 
 #: name -> (module, configuration class, one-line description)
 EXPERIMENTS = {
@@ -16,7 +16,9 @@ EXPERIMENTS = {
     happy_tweets.NAME: (happy_tweets, happy_tweets.HappyTweets,
                         "Happy tweets (spec 6.2): bilevel against RLHF with VADER as the human; happiness and KL"),
     rates.NAME: (rates, rates.Rates,
-                 "Rates (spec 6.3): fitted slopes with bootstrap intervals beside the theory; penalty and entropy bias"),
+                 "Rates (spec 6.3): fitted slopes with seed intervals beside the theory; penalty and entropy bias"),
+    verify.NAME: (verify, verify.Verify,
+                  "Verify (spec 5, 6.3): the theorem's rates on long runs, verdicts per claim (`exactbilevel verify`)"),
 }
 
 __all__ = ["EXPERIMENTS"]
