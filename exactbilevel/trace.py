@@ -183,6 +183,41 @@ class Trace:
             return "no description"
         self[name]  # raises the KeyError listing the available names
 
+    def to_pandas(self, **labels):
+        """The trace as a long ("tidy") ``pandas.DataFrame``: one row per logging point,
+        column and component, ready for seaborn or a groupby.
+
+        Columns: ``k`` (the step of the logging point; the row number ``0 .. n_logs - 1``
+        when the trace has no ``k`` column), ``column`` (the trace column's name),
+        ``component`` (the flat index into a column of shape (n_logs, ...); 0 for a scalar
+        column), ``value`` (float64), then one constant column per keyword of ``labels``
+        (for example ``trace.to_pandas(seed=3, method="decaying tau")``, so that the frames
+        of several runs concatenate into one).  Every column but ``k`` is a variable.
+        Needs pandas (``pip install "exactbilevel[pandas]"``)."""
+        try:
+            import pandas as pd
+        except ImportError:  # pragma: no cover - depends on the environment
+            raise ImportError('Trace.to_pandas needs pandas: pip install "exactbilevel[pandas]"') from None
+        reserved = {"k", "column", "component", "value"} & set(labels)
+        if reserved:
+            raise ValueError(f"labels may not be named {sorted(reserved)}: those are the frame's own columns")
+        k = np.asarray(self._columns["k"], dtype=np.int64) if "k" in self._columns else np.arange(self._n)
+        parts = []
+        for name, arr in self._columns.items():
+            if name == "k":
+                continue
+            flat = np.asarray(arr, dtype=np.float64).reshape(self._n, -1)
+            m = flat.shape[1]
+            parts.append(pd.DataFrame({"k": np.repeat(k, m), "column": name,
+                                       "component": np.tile(np.arange(m), self._n), "value": flat.ravel()}))
+        frame = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+            {"k": np.array([], dtype=np.int64), "column": [], "component": np.array([], dtype=np.int64),
+             "value": np.array([], dtype=np.float64)})
+        frame["column"] = frame["column"].astype("category")
+        for key, value in labels.items():
+            frame[key] = value
+        return frame
+
     def save(self, path):
         """Write ``path`` (``.npz`` appended unless present) and the sibling ``.json``, atomically."""
         npz_path, json_path = _paths(path)

@@ -262,3 +262,27 @@ def test_a_corrupted_member_of_the_archive_is_a_value_error(tmp_path):
     _rehash(tmp_path)
     with pytest.raises(ValueError, match=r"run\.npz is (damaged|not a readable)"):
         Trace.load(tmp_path / "run")
+
+
+def test_to_pandas_is_the_long_form_of_every_column():
+    """Built here from the columns by hand (an independent loop), and pivoted back."""
+    pd = pytest.importorskip("pandas")
+    k = np.array([0, 3, 10])
+    x = np.arange(6.0).reshape(3, 2)
+    t = Trace({"k": k, "x": x, "phi0": np.array([1.0, 0.5, 0.25])}, {"seed": 1})
+    df = t.to_pandas(seed=7, method="m")
+    rows = []
+    for i in range(3):
+        rows += [(int(k[i]), "x", j, float(x[i, j])) for j in range(2)]
+    rows += [(int(k[i]), "phi0", 0, [1.0, 0.5, 0.25][i]) for i in range(3)]
+    got = sorted(zip(df["k"].tolist(), df["column"].astype(str).tolist(), df["component"].tolist(),
+                     df["value"].tolist()))
+    assert got == sorted(rows)
+    assert set(df.columns) == {"k", "column", "component", "value", "seed", "method"}
+    assert (df["seed"] == 7).all() and (df["method"] == "m").all()
+    wide = df[df["column"] == "x"].pivot(index="k", columns="component", values="value")
+    np.testing.assert_array_equal(wide.to_numpy(), x)
+    # no k column: the row number stands in for it
+    assert Trace({"y": np.array([2.0, 3.0])}).to_pandas()["k"].tolist() == [0, 1]
+    with pytest.raises(ValueError, match="labels may not be named"):
+        t.to_pandas(value=1)

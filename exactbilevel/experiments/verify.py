@@ -318,7 +318,22 @@ def forms(k, v):
 
 @dataclass(frozen=True)
 class Claim:
-    """One judged claim: a quantity in one form, on one problem and setting."""
+    """One judged claim: a quantity in one form, on one problem and setting.
+
+    Attributes
+    ----------
+    problem, setting, claim : what is judged ("random", "fixed tau", "stationarity of Phi_tau").
+    quantity : the trace column (``kkt_residual2``: the square of ``kkt_residual``).
+    form : "average", "minimum" or "last iterate" (module docstring).
+    theory : the exponent judged against.
+    slope, ci : the fitted slope and its 95 % Student-t interval over seeds (NaN when not fitted).
+    k_range, decades : the fit window [k_lo, k_hi] and its length in decades.
+    n_seeds : seeds fitted.
+    verdict, tight, reason : :func:`exactbilevel.rates.verdict` (``reason``: the part of the rule that applied).
+    stability : (min, max) of the slope over every window end (:func:`exactbilevel.rates.slope_stability`).
+    diagnostic : :func:`diagnose` for a verdict other than "consistent", else "".
+    schedules : ((name, power of k), ...) of the schedules of the run.
+    """
 
     problem: str
     setting: str
@@ -385,7 +400,11 @@ def diagnose(traces, k_range, stab, noise_exp, prob, values=None):
 
 
 def judge(traces, problem_name, setting, cfg_decades=1.5, prob=None, theory=None):
-    """The :class:`Claim` rows of one problem and setting (``traces``: its runs over seeds)."""
+    """The :class:`Claim` rows of one problem and setting: every quantity of
+    ``CLAIMS[setting]`` in every form of :data:`FORMS`, fitted over the last ``cfg_decades``
+    decades of ``traces`` (its runs, one per seed, logged at the same steps) against
+    ``theory`` (default ``THEORY[setting]``).  ``prob``: the problem, for the diagnostics
+    (None: no diagnostics)."""
     theory = THEORY[setting] if theory is None else theory
     exps = _schedule_exponents(traces[0])
     noise_exp = exps.get("zeta", 0.0) + 2 * exps.get("lam", 0.0)
@@ -571,6 +590,11 @@ def table(result):
         lines.append("  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
         if j == 0:
             lines.append("-" * len(lines[0]))
+    seen = {}
+    for c in result["claims"]:
+        seen.setdefault((c.problem, c.setting), c.schedules)
+    lines += ["", "schedules (powers of k; every fit depends on them):"]
+    lines += [f"  {p}, {s}: " + ", ".join(f"{n} ~ k^{e:.3g}" for n, e in sched) for (p, s), sched in seen.items()]
     if notes:
         lines += ["", "diagnostics (inconclusive or inconsistent averages; every row's is in verdicts.json):", *notes]
     if result["sweep"]:
