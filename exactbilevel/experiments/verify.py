@@ -93,7 +93,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import envs, schedules
+from .. import defaults, envs, schedules
 from ..actor_critic import ActorCriticConfig, ScheduleWarning
 from ..gradients import hypergradient
 from ..objectives import OccupancyObjective
@@ -141,6 +141,10 @@ class Verify:
     sampling: str = option("markov", "iid or markov (one trajectory: about 5 times cheaper per step)")
     actor: str = option("npg", "pg or npg")
     tau_decay: float = option(0.05, "decaying tau: tau_k = tau_0 (k+1)^-tau_decay, tau_0 resolved from the problem")
+    alpha_decay: float = option(defaults.ALPHA_P, "actors: alpha_k = alpha_0 (k+1)^-alpha_decay, alpha_0 resolved")
+    beta_decay: float = option(defaults.BETA_P, "critics: beta_k = beta_0 (k+1)^-beta_decay, beta_0 resolved")
+    zeta_decay: float = option(defaults.ZETA_P, "upper: zeta_k = zeta_0 (k+1)^-zeta_decay, zeta_0 resolved")
+    lam_growth: float = option(defaults.LAM_Q, "penalty: lam_k = lam_0 (k+1)^lam_growth, lam_0 resolved")
     decades: float = option(1.5, "fit window: the last `decades` decades of k (>= 1.5)")
     margin: float = option(0.02, "well scaled: x*_tau at least margin * box width inside every face")
     max_reward_ratio: float = option(10.0, "well scaled: R_ref / tau_0 at most this")
@@ -168,6 +172,8 @@ class Verify:
         need(self, 0 <= self.gamma < 1, "gamma", "in [0, 1)")
         need(self, self.S * self.S * self.A <= 5 * 10**7, "S", "at most sqrt(5e7 / A) (dense transitions)")
         need(self, self.tau_decay > 0, "tau_decay", "> 0 (the decaying setting)")
+        for key in ("alpha_decay", "beta_decay", "zeta_decay", "lam_growth"):
+            need(self, 0 <= getattr(self, key) <= 2, key, "in [0, 2]")
         need(self, self.decades >= 1.5, "decades", ">= 1.5 (a shorter window cannot tell a rate from noise)")
         need(self, 0 <= self.margin < 0.5, "margin", "in [0, 0.5)")
         need(self, self.max_reward_ratio > 0, "max_reward_ratio", "> 0")
@@ -226,10 +232,25 @@ def resolved_tau0(cfg, prob):
     return float(res.config.tau(0)), res
 
 
+def _exponents(cfg, res):
+    """The alpha, beta, zeta and lam schedules whose exponent ``cfg`` changes from the resolved
+    default's: the resolved coefficient with the configured exponent (the others stay None,
+    resolved when the run starts)."""
+    out = {}
+    for name, p in (("alpha", cfg.alpha_decay), ("beta", cfg.beta_decay), ("zeta", cfg.zeta_decay),
+                    ("lam", -cfg.lam_growth)):
+        sched = getattr(res.config, name)
+        if isinstance(sched, schedules.Power) and sched.p != p:
+            out[name] = schedules.power(sched.c0, p)
+    return out
+
+
 def settings(cfg, prob):
-    """``setting -> ActorCriticConfig keywords``: tau fixed at the resolved tau_0, or decaying from it."""
-    tau0, _ = resolved_tau0(cfg, prob)
-    base = _base(cfg)
+    """``setting -> ActorCriticConfig keywords``: tau fixed at the resolved tau_0, or decaying
+    from it; the step sizes resolved from the problem (coefficients), with the configured
+    exponents."""
+    tau0, res = resolved_tau0(cfg, prob)
+    base = dict(_base(cfg), **_exponents(cfg, res))
     return {"decaying tau": dict(base, tau=schedules.power(tau0, cfg.tau_decay)), "fixed tau": dict(base, tau=tau0)}
 
 
@@ -538,7 +559,15 @@ def run_claims(cfg, out, workers=1, progress=True):
     bad = [s for s in scales if not s.ok]
     if bad:
         raise ConfigError("; ".join(f"problem {s.problem!r} is not well scaled: {s.reason}" for s in bad))
-    run_tasks(run_one, tasks(cfg, out, probs), workers, progress, NAME)
+    todo = tasks(cfg, out, probs)
+    for task in {t[2]: t for t in todo}.values():  # each group's schedules pass the checks of eb.run
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ScheduleWarning)
+                ActorCriticConfig(**task[4]).resolve(probs[task[0].args[0]])
+        except ValueError as exc:
+            raise ConfigError(f"the runs {task[2]!r} would be refused: {exc}") from None
+    run_tasks(run_one, todo, workers, progress, NAME)
     groups = names(cfg)
     runs = load_runs(out, groups)
     claims = [c for p in cfg.problems for s in SETTINGS for c in judge(runs[f"{p}/{s}"], p, s, cfg.decades, probs[p])]
