@@ -114,7 +114,7 @@ class ActorCriticConfig:
     z = zeta lam H G sqrt(2) / L): the time-scale ordering b_k >= a_k >= z_k on the run
     (ValueError that says which schedule to change), and the conditions that hold only
     asymptotically (alpha/beta -> 0, zeta lam / alpha -> 0,
-    |tau_{k+1} - tau_k| / (alpha_k tau_k) -> 0, lam_k -> infinity, tau_k -> 0), checked
+    ``|tau_{k+1} - tau_k| / (alpha_k tau_k) -> 0``, lam_k -> infinity, tau_k -> 0), checked
     numerically between k = steps/10 and k = steps (ratios, so unit-free); a violation is a
     :class:`ScheduleWarning` that names it.
     """

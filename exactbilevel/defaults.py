@@ -18,8 +18,8 @@ side of the box is replaced, for the scales only, by ``x0_i +- max(1, |x0|_inf)`
 ``reward_ref``     Rref = sqrt(max(R0, Rbox / 100) Rbox): the geometric mean of the spread at
                    x0 and over the box (x travels between the two; R0 is floored at Rbox / 100 so
                    that x0 = 0 of a linear reward does not give Rref = 0)
-``feature``        G = max over the probe points and (s, a) of |grad_x r_x(s, a)|_2
-``box_width``      L = |hi - lo|_2 (the diameter of the box)
+``feature``        G = max over the probe points and (s, a) of ``|grad_x r_x(s, a)|_2``
+``box_width``      L = ``|hi - lo|_2`` (the diameter of the box)
 ``cost``           F = max c - min c of the upper cost c at (x0, uniform policy): the objective's
                    own cost for an occupancy objective, ``occupancy_cost`` otherwise
 =================  =========================================================================
@@ -41,7 +41,7 @@ beta (critics)  0.5 (k+1)^-0.05                            a fraction of the TD 
 lam             F / (tau0 H) (k+1)^0.1                     f / lam is then of the order of tau H, the
                                                            scale of J_tau's curvature in pi: the
                                                            penalized policy's deviation from pi*_tau
-                                                           and the residual bias lam H |R^T d nu| stay
+                                                           and the residual bias ``lam H |R^T d nu|`` stay
                                                            of the order of the hyper-gradient
 zeta (upper)    c_z L / (sqrt(2) lam0 H G) (k+1)^-0.3      the x-noise sd per step, zeta lam H G sqrt(2),
                                                            is c_z box widths; c_z = 1e-3 / sqrt(B)
@@ -65,7 +65,7 @@ actor           "npg"                                      the natural actor (sp
 ==============  =========================================  ==============================================
 
 Exponents: alpha / beta ~ k^-0.05 -> 0; zeta lam / alpha ~ k^-0.1 -> 0;
-|tau_{k+1} - tau_k| / (alpha_k tau_k) ~ 0.05 k^-0.9 -> 0; lam -> infinity: every condition
+``|tau_{k+1} - tau_k| / (alpha_k tau_k) ~ 0.05 k^-0.9 -> 0``; lam -> infinity: every condition
 of spec section 4 holds.
 
 Unit-free rates (:func:`time_scale_rates`), invariant when x, r or the box are rescaled

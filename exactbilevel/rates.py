@@ -172,7 +172,7 @@ class RateFit:
     theory : the theory's exponent, or None.
     schedules : ((name, exponent), ...) the schedule exponents the fit depends on
         (a mapping may be given; ``dict(fit.schedules)`` gives it back).
-    max_residual : deterministic fits: max |log residual| over the window, else None.
+    max_residual : deterministic fits: max ``|log residual|`` over the window, else None.
     local_slopes : deterministic fits: (min, max) secant slope between neighbouring points, else None.
     """
 
@@ -570,7 +570,7 @@ def rate_table(fits):
     Columns: quantity, slope, interval (or "-" without one), theory, verdict
     (:func:`verdict`; "-" without a theory or for a deterministic curve),
     seeds, k range, decades of the window, the fit residual of a deterministic
-    curve (max |log residual| and the local slope range) and the schedule
+    curve (max ``|log residual|`` and the local slope range) and the schedule
     exponents.
     """
     if not isinstance(fits, dict) or not all(isinstance(f, RateFit) for f in fits.values()):

@@ -5,7 +5,7 @@ move; walls reflect; rho uniform).  The upper variable x in [0, N-1]^2 is the
 goal: ``r_x(s, a) = exp(-|c(s) - x|^2 / (2 sigma^2))``.  The designer's objective
 ``f = <nu^pi, u> + kappa/2 |x - xbar|^2`` with
 ``u(s) = cost_slope |c(s) - cost_center| + hazard_cost [s a hazard] + target_cost [s a target]``.
-The defaults are the design of spec 6.1 (sigma = 2.5, u = |c(s) - (2, 7)| / 9 plus 2 on the
+The defaults are the design of spec 6.1 (sigma = 2.5, ``u = |c(s) - (2, 7)| / 9`` plus 2 on the
 hazards (1, 6), (1, 7), (1, 8), kappa = 0.01, xbar = (4.5, 4.5), x0 = (7, 2)), whose exact
 landscape has a basin of Phi_0 reachable from x0, fixed-tau stall points away from
 argmin Phi_0, and partial SGD heading to xbar.

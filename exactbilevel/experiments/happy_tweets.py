@@ -10,7 +10,7 @@ reward model is linear, ``r_x(y) = x^T psi(y)`` with psi the counts of each word
 and of each word right after "not" (:func:`~exactbilevel.preferences.negation_features`),
 so it cannot represent VADER exactly (boosters such as "very", the normalization of
 the compound score).  The upper objective is the Bradley-Terry loss of VADER's
-preferences on pairs drawn from the policy, plus kappa/2 |x|^2, exact by
+preferences on pairs drawn from the policy, plus ``kappa/2 |x|^2``, exact by
 enumeration (:class:`~exactbilevel.preferences.BradleyTerryObjective`); the entropy
 regularization is the KL to the uniform reference policy.
 

@@ -28,10 +28,10 @@ summaries, stated for stationarity).  A finite-time theorem of this kind bounds 
 of the stationarity measure and the lower-level errors (its Lyapunov function),
 averaged over k, so each of those quantities is judged against the same exponent:
 
-* stationarity: |grad Phi_tau(x_k)|^2 for fixed tau; for decaying tau the squared
+* stationarity: ``|grad Phi_tau(x_k)|^2`` for fixed tau; for decaying tau the squared
   penalty-KKT residual of the unregularized (tau = 0) problem, ``kkt_residual^2``
   (:mod:`exactbilevel.diagnostics`), the stationarity measure of the problem the
-  decaying run is meant to solve, and |grad Phi_{tau_k}(x_k)|^2 beside it;
+  decaying run is meant to solve, and ``|grad Phi_{tau_k}(x_k)|^2`` beside it;
 * lower level: residual_phi, residual_theta (the two actors' optimality gaps) and the
   critic errors of Qphi and Qtheta.
 
@@ -59,14 +59,14 @@ the slope over the later window ends, and the schedules' noise scale zeta lam^2.
 Schedule sweep
 --------------
 In the noise-dominated regime the last iterate does not converge at the optimization
-rate but tracks the noise floor, whose size for |grad Phi_tau|^2 is about zeta_k lam_k^2
+rate but tracks the noise floor, whose size for ``|grad Phi_tau|^2`` is about zeta_k lam_k^2
 (the x-step's variance is (zeta lam H G)^2 / B, and a descent step of size zeta
 spreads x over a basin as zeta times that).  The sweep (fixed tau, on the first
 problem) runs zeta_k = zeta_0 (k+1)^-z for each z of ``sweep_zeta_decay`` with the
 other schedules resolved, three ways: ``exact=True`` (expected updates: no noise, the
 optimization rate alone; one deterministic run, fitted without an interval), sampled
 with batch 1 and with batch ``sweep_batch`` (the floor's level falls like 1/B); the
-table gives each last-iterate slope of |grad Phi_tau|^2 beside the noise-floor exponent
+table gives each last-iterate slope of ``|grad Phi_tau|^2`` beside the noise-floor exponent
 -z + 2 q (lam_k ~ k^q) and the ratio of the final medians of batch 1 and batch B.
 
 Outputs (folder ``out``): ``runs/<problem>-<setting>/seed<k>.npz`` and
