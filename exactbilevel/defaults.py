@@ -1,4 +1,4 @@
-"""Schedules resolved from the problem's own scales (spec section 4, a choice of this package).
+"""Schedules resolved from the problem's own scales (docs/theory.rst, "Resolved defaults", a choice of this package).
 
 A constant default (lam0 = 10, zeta0 = 0.05, ...) is wrong by orders of magnitude on most
 problems: the upper step's noise grows like ``lam H G`` and ``f / lam`` must stay small next
@@ -58,7 +58,7 @@ critic_init     H (max r_x0 + tau0 log A)                  optimistic: an upper 
                                                            reward left residual_phi at the uniform
                                                            policy's); started above, they are tried and
                                                            corrected
-actor           "npg"                                      the natural actor (spec section 4 variant);
+actor           "npg"                                      the natural actor (docs/theory.rst, "The algorithm");
                                                            softmax PG moves a row by pi(a|s) times as
                                                            much, and over the bench_defaults family its
                                                            lower level tracked less often
@@ -66,7 +66,7 @@ actor           "npg"                                      the natural actor (sp
 
 Exponents: alpha / beta ~ k^-0.05 -> 0; zeta lam / alpha ~ k^-0.1 -> 0;
 ``|tau_{k+1} - tau_k| / (alpha_k tau_k) ~ 0.05 k^-0.9 -> 0``; lam -> infinity: every condition
-of spec section 4 holds.
+of docs/theory.rst, "The algorithm" holds.
 
 Unit-free rates (:func:`time_scale_rates`), invariant when x, r or the box are rescaled
 (features, box and x0 by c; or rewards, tau and costs by c):
@@ -88,7 +88,7 @@ up to Rref H -- actions stop being sampled, their critic values go stale, pi_phi
 freeze apart and E[ghat] = lam H R^T (nu_phi - nu_theta) becomes a constant push towards the
 box.  Any power-law decay of tau meets that bound eventually (it needs tau_k >= DeltaQ /
 log(k beta_k)); the default exponent 0.05 keeps Rref / tau_k below 2 k^0.05 (3.7 at k = 2e5,
-5 at k = 1e8).  This is a property of the algorithm of spec section 4 with power-law tau, not
+5 at k = 1e8).  This is a property of the algorithm of docs/theory.rst, "The algorithm" with power-law tau, not
 of the defaults; a faster decay is the user's to choose and is reported by the diagnostics
 (min_pi, residual_phi).
 

@@ -1,4 +1,4 @@
-"""Certified solvers of the (soft) Bellman optimality equation (spec section 2).
+"""Certified solvers of the (soft) Bellman optimality equation (docs/theory.rst, "The lower level").
 
 ``solve(mdp, r, tau)`` returns V*_tau, the fixed point of the soft Bellman
 operator T_tau (hard max for tau = 0; see :mod:`exactbilevel.bellman`), with

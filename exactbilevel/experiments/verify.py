@@ -1,4 +1,4 @@
-"""Verify (spec sections 5 and 6.3): the theorem's rates measured on long runs, with verdicts.
+"""Verify (docs/theory.rst, "What is measured" and "Rates and verdicts"): the theorem's rates measured on long runs, with verdicts.
 
 ``exactbilevel verify`` runs the section 4 actor-critic, with the schedules resolved
 from each problem (:mod:`exactbilevel.defaults`), on well-scaled problems, with fixed
@@ -9,7 +9,7 @@ Problems
 --------
 ``"random"``: the random MDP of the rates experiment (Dirichlet rows, linear rewards
 with standard-normal features, an occupancy objective with a uniform random cost,
-x in [-3, 3]^d, x0 = 0); ``"gridworld"``: the GridWorld goal problem of spec 6.1
+x in [-3, 3]^d, x0 = 0); ``"gridworld"``: the GridWorld goal problem of docs/theory.rst, "GridWorld goal position"
 (its committed design, :mod:`exactbilevel.experiments.gridworld_goal`).
 
 Before any run each problem is checked to be well scaled (:func:`check_scales`): the
@@ -47,7 +47,7 @@ The slope of log(value) on log(k) over the last ``decades`` (>= 1.5) decades, wi
 Student-t interval over seeds (:func:`exactbilevel.rates.fit_rate`; its coverage is
 tested at 93-97 % for a nominal 95 % with 10 seeds on synthetic data, and one seed gives
 no interval), its stability against the window's end
-(:func:`exactbilevel.rates.slope_stability`), and the verdict of spec 6.3
+(:func:`exactbilevel.rates.slope_stability`), and the verdict of docs/theory.rst, "Rates and verdicts"
 (:func:`exactbilevel.rates.verdict`): inconsistent when the whole interval lies above
 the exponent, consistent when it lies below 0 and not above the exponent ("tight" when
 it contains it), inconclusive otherwise.  Every inconclusive or inconsistent verdict
@@ -134,7 +134,7 @@ LABELS = {"kkt_residual2": r"KKT residual$^2$ at $\tau = 0$", "grad_phi_norm2": 
 class Verify:
     """Configuration of ``exactbilevel verify`` (defaults: the committed verdicts)."""
 
-    problems: tuple = option(PROBLEMS, "problems to verify on: random (the rates MDP) and gridworld (spec 6.1)")
+    problems: tuple = option(PROBLEMS, "problems to verify on: random (the rates MDP) and gridworld (docs/theory.rst, \"GridWorld goal position\")")
     steps: int = option(10**8, "actor-critic steps per run")
     seeds: int = option(10, "seeds per problem and setting (>= 2 for intervals)")
     logs_per_decade: int = option(20, "geometrically spaced logging points per decade of k")
@@ -562,7 +562,7 @@ def run_experiment(cfg, out, workers=1, progress=True):
     return result
 
 
-RULE = ("spec 6.3 (the theory's rate is an upper bound): inconsistent when the whole interval lies above the "
+RULE = ("docs/theory.rst, \"Rates and verdicts\" (the theory's rate is an upper bound): inconsistent when the whole interval lies above the "
         "theory's exponent; consistent when the whole interval lies below 0 and it is not inconsistent (tight when "
         "it contains the exponent); inconclusive otherwise")
 COVERAGE = ("Student-t interval over seeds at 95 %; coverage tested on synthetic data with a known slope "

@@ -2,7 +2,7 @@
 
 No Numba and no code of the package: every function here takes a dense kernel
 ``P`` of shape ``(S, A, S)`` (``P[s, a, s'] = P(s' | s, a)``), rewards ``r`` of
-shape ``(S, A)`` and plain floats, and follows the formulas of spec section 2
+shape ``(S, A)`` and plain floats, and follows the formulas of docs/theory.rst, "The lower level"
 as literally as numpy allows.  They are the independent references the test
 suite compares the compiled kernels and the solvers with; they are written
 for small problems (dense S x S solves, plain loops).
