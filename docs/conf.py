@@ -61,10 +61,8 @@ sphinx_gallery_conf = {
     "only_warn_on_example_error": False,
     "download_all_examples": False,
     "remove_config_comments": True,
-    "within_subsection_order": "FileNameSortKey",
     "min_reported_time": 0,
     "show_memory": False,
-    "show_signature": False,
 }
 
 # -- HTML ---------------------------------------------------------------------------------
