@@ -1,11 +1,11 @@
 #!/usr/bin/env python
-"""Speed of the compiled actor-critic loop (spec section 4) and the cost of its diagnostics.
+"""Speed of the compiled actor-critic loop (docs/theory.rst, "The algorithm") and the cost of its diagnostics.
 
     python benchmarks/bench_actor_critic.py            # 10^6 steps (about a minute on 2 cores)
     python benchmarks/bench_actor_critic.py --quick    # 10^5 steps
     python benchmarks/bench_actor_critic.py --json out.json
 
-Problem: the 10 x 10 GridWorld of spec 6.1 (5 actions, slip 0.1, gamma 0.95), Gaussian goal
+Problem: the 10 x 10 GridWorld of docs/theory.rst, "GridWorld goal position" (5 actions, slip 0.1, gamma 0.95), Gaussian goal
 reward (sigma 1), cost -1 on a target cell and +1 on a hazard cell, kappa 0.01, the default
 schedules of ``ActorCriticConfig``, i.i.d. sampling.  Rows:
 

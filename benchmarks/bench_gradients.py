@@ -8,7 +8,7 @@
 Problems (full size; --quick shrinks them):
 
 * GridWorld 1000 x 1000 (S = 10^6, A = 4, slip 0.1, CSR, gamma = 0.99), the
-  Gaussian goal reward of spec 6.1 (d = 2, sigma = 1) at x = (500.3, 499.6),
+  Gaussian goal reward of docs/theory.rst, "GridWorld goal position" (d = 2, sigma = 1) at x = (500.3, 499.6),
   f = <nu, u> + 0.05/2 |x|^2 with u = -1 on a target cell and +1 on a hazard
   cell, tau = 0.1;
 * dense random MDP S = 2000, A = 8, gamma = 0.99, linear reward with d = 100

@@ -1,8 +1,8 @@
 """exactbilevel: bi-level reinforcement learning on tabular MDPs, measured against exact ground truth.
 
 The sample-based regularized actor-critic of Zeng, Bhatt, Ganesh and Koppel
-(arXiv 2601.16399) beside compiled exact solvers.  See ``shared/spec.md`` in the
-project for the mathematics.
+(arXiv 2601.16399) beside compiled exact solvers.  See the theory page,
+``docs/theory.rst``, for the mathematics.
 """
 
 from .mdp import TabularMDP

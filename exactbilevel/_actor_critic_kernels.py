@@ -1,4 +1,4 @@
-"""Numba kernels of the sampled actor-critic loop (spec section 4); private.
+"""Numba kernels of the sampled actor-critic loop (docs/theory.rst, "The algorithm"); private.
 
 Callers (exactbilevel.actor_critic) validate every input first: indices in
 range, CSR rows with non-negative data, cumulative sums per row, logits and
@@ -148,7 +148,7 @@ def run_steps(taus, lams, alphas, betas, zetas,
               x, lo, hi, theta, phi, Qphi, Qtheta, Qc, lse_phi, lse_theta,
               kind, Psi, coords, sigma, cost, kappa, center, gx0,
               indptr, indices, cdf, rho_cdf, gamma, mode, chains, batch, natural, partial, theta_only, rng, counter):
-    """len(taus) steps of the spec section 4 algorithm, in place.
+    """len(taus) steps of the algorithm of docs/theory.rst, "The algorithm", in place.
 
     Per step, with B = batch samples per chain: draw B tuples under pi_phi and B
     under pi_theta; TD errors of the three critics at the current critics, then

@@ -1,4 +1,4 @@
-"""The regularized single-loop actor-critic of spec section 4 (Zeng, Bhatt, Ganesh, Koppel,
+"""The regularized single-loop actor-critic of docs/theory.rst, "The algorithm" (Zeng, Bhatt, Ganesh, Koppel,
 arXiv 2601.16399), with its variants as parameters of one configuration.
 
 State: x; logits theta (penalized policy) and phi (tracks pi*_tau(x)); soft-Q
@@ -15,7 +15,7 @@ step sizes beta_k (critics) >= alpha_k (actors) >= zeta_k (upper)::
 
 with ``Ahat(s, a) = Qhat(s, a) - tau log pi(a|s) - sum_b pi(b|s) (Qhat(s, b) - tau log pi(b|s))``.
 
-Choices of this package (spec section 4 leaves them open):
+Choices of this package (docs/theory.rst, "The algorithm"; the paper's abstract leaves them open):
 
 * order within a step: critic TD errors at the current critics, critic updates,
   actor directions from the *updated* critics, actor updates, then the upper
@@ -38,8 +38,8 @@ Choices of this package (spec section 4 leaves them open):
   the objective's own, or derived from ``grad_pi``) and ``g = grad_x f(x, pi_theta)`` (pi_phi
   for partial SGD), both held until the next linearization point; the cost
   critic learns ``Q_c`` of that c, whose policy gradient equals grad_theta f at
-  the linearization point (the objective itself is evaluated exactly, as in spec
-  section 6.2).  ``exact=True`` linearizes at every step.
+  the linearization point (the objective itself is evaluated exactly, as in
+  docs/theory.rst, "Happy tweets").  ``exact=True`` linearizes at every step.
 
 Schedules are pure callables of k (:mod:`exactbilevel.schedules`); a number is a constant.
 """
@@ -68,7 +68,7 @@ ACTORS = ("pg", "npg")
 
 
 class ScheduleWarning(UserWarning):
-    """A schedule violates an asymptotic condition of spec section 4 without being invalid."""
+    """A schedule violates an asymptotic condition of docs/theory.rst, "The algorithm" without being invalid."""
 
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class ActorCriticConfig:
     z = zeta lam H G sqrt(2) / L): the time-scale ordering b_k >= a_k >= z_k on the run
     (ValueError that says which schedule to change), and the conditions that hold only
     asymptotically (alpha/beta -> 0, zeta lam / alpha -> 0,
-    |tau_{k+1} - tau_k| / (alpha_k tau_k) -> 0, lam_k -> infinity, tau_k -> 0), checked
+    ``|tau_{k+1} - tau_k| / (alpha_k tau_k) -> 0``, lam_k -> infinity, tau_k -> 0), checked
     numerically between k = steps/10 and k = steps (ratios, so unit-free); a violation is a
     :class:`ScheduleWarning` that names it.
     """

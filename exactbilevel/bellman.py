@@ -1,4 +1,4 @@
-"""Bellman operators, hard and entropy-regularized (spec section 2).
+"""Bellman operators, hard and entropy-regularized (docs/theory.rst, "The lower level").
 
 For a reward ``r`` of shape ``(S, A)`` and values ``V`` of shape ``(S,)``::
 

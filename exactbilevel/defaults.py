@@ -1,4 +1,4 @@
-"""Schedules resolved from the problem's own scales (spec section 4, a choice of this package).
+"""Schedules resolved from the problem's own scales (docs/theory.rst, "Resolved defaults", a choice of this package).
 
 A constant default (lam0 = 10, zeta0 = 0.05, ...) is wrong by orders of magnitude on most
 problems: the upper step's noise grows like ``lam H G`` and ``f / lam`` must stay small next
@@ -18,8 +18,8 @@ side of the box is replaced, for the scales only, by ``x0_i +- max(1, |x0|_inf)`
 ``reward_ref``     Rref = sqrt(max(R0, Rbox / 100) Rbox): the geometric mean of the spread at
                    x0 and over the box (x travels between the two; R0 is floored at Rbox / 100 so
                    that x0 = 0 of a linear reward does not give Rref = 0)
-``feature``        G = max over the probe points and (s, a) of |grad_x r_x(s, a)|_2
-``box_width``      L = |hi - lo|_2 (the diameter of the box)
+``feature``        G = max over the probe points and (s, a) of ``|grad_x r_x(s, a)|_2``
+``box_width``      L = ``|hi - lo|_2`` (the diameter of the box)
 ``cost``           F = max c - min c of the upper cost c at (x0, uniform policy): the objective's
                    own cost for an occupancy objective, ``occupancy_cost`` otherwise
 =================  =========================================================================
@@ -41,7 +41,7 @@ beta (critics)  0.5 (k+1)^-0.05                            a fraction of the TD 
 lam             F / (tau0 H) (k+1)^0.1                     f / lam is then of the order of tau H, the
                                                            scale of J_tau's curvature in pi: the
                                                            penalized policy's deviation from pi*_tau
-                                                           and the residual bias lam H |R^T d nu| stay
+                                                           and the residual bias ``lam H |R^T d nu|`` stay
                                                            of the order of the hyper-gradient
 zeta (upper)    c_z L / (sqrt(2) lam0 H G) (k+1)^-0.3      the x-noise sd per step, zeta lam H G sqrt(2),
                                                            is c_z box widths; c_z = 1e-3 / sqrt(B)
@@ -58,15 +58,15 @@ critic_init     H (max r_x0 + tau0 log A)                  optimistic: an upper 
                                                            reward left residual_phi at the uniform
                                                            policy's); started above, they are tried and
                                                            corrected
-actor           "npg"                                      the natural actor (spec section 4 variant);
+actor           "npg"                                      the natural actor (docs/theory.rst, "The algorithm");
                                                            softmax PG moves a row by pi(a|s) times as
                                                            much, and over the bench_defaults family its
                                                            lower level tracked less often
 ==============  =========================================  ==============================================
 
 Exponents: alpha / beta ~ k^-0.05 -> 0; zeta lam / alpha ~ k^-0.1 -> 0;
-|tau_{k+1} - tau_k| / (alpha_k tau_k) ~ 0.05 k^-0.9 -> 0; lam -> infinity: every condition
-of spec section 4 holds.
+``|tau_{k+1} - tau_k| / (alpha_k tau_k) ~ 0.05 k^-0.9 -> 0``; lam -> infinity: every condition
+of docs/theory.rst, "The algorithm" holds.
 
 Unit-free rates (:func:`time_scale_rates`), invariant when x, r or the box are rescaled
 (features, box and x0 by c; or rewards, tau and costs by c):
@@ -88,7 +88,7 @@ up to Rref H -- actions stop being sampled, their critic values go stale, pi_phi
 freeze apart and E[ghat] = lam H R^T (nu_phi - nu_theta) becomes a constant push towards the
 box.  Any power-law decay of tau meets that bound eventually (it needs tau_k >= DeltaQ /
 log(k beta_k)); the default exponent 0.05 keeps Rref / tau_k below 2 k^0.05 (3.7 at k = 2e5,
-5 at k = 1e8).  This is a property of the algorithm of spec section 4 with power-law tau, not
+5 at k = 1e8).  This is a property of the algorithm of docs/theory.rst, "The algorithm" with power-law tau, not
 of the defaults; a faster decay is the user's to choose and is reported by the diagnostics
 (min_pi, residual_phi).
 

@@ -1,4 +1,4 @@
-"""Ground-truth diagnostics of an actor-critic iterate (spec section 5), computed exactly.
+"""Ground-truth diagnostics of an actor-critic iterate (docs/theory.rst, "What is measured"), computed exactly.
 
 For the iterate (x, theta, phi, Qtheta, Qphi, Qc) at entropy weight tau and
 penalty lam, with pi_phi = softmax(phi), pi_theta = softmax(theta),

@@ -1,4 +1,4 @@
-"""Exact policy evaluation and occupancy measures (spec section 2).
+"""Exact policy evaluation and occupancy measures (docs/theory.rst, "The lower level").
 
 For a policy ``pi`` of shape ``(S, A)`` (rows on the simplex) let
 ``P_pi[s, s'] = sum_a pi(a|s) P(s'|s, a)`` and ``H_pi(s) = -sum_a pi log pi``.

@@ -1,8 +1,8 @@
-"""Exact gradients and hyper-gradients (spec section 3).
+"""Exact gradients and hyper-gradients (docs/theory.rst, "Gradients").
 
 Returns and advantages, for a policy pi (S, A) and a reward table r (S, A)::
 
-    J_tau(pi)      = rho^T V^pi                       (V^pi entropy-regularized, spec section 2)
+    J_tau(pi)      = rho^T V^pi                       (V^pi entropy-regularized, docs/theory.rst, "The lower level")
     Atilde^pi(s,a) = Q^pi(s, a) - tau log pi(a|s) - V^pi(s)          (sum_a pi Atilde = 0)
 
 Softmax policy gradient and natural policy gradient, pi = softmax(theta) row by
@@ -22,7 +22,7 @@ reward's Jacobian ``R_x`` (S, A, d)::
     grad_x J*_tau(x)    = R_x^T nu^{pi*_tau(x)} / (1 - gamma)
 
 Hyper-gradient of ``Phi_tau(x) = f(x, pi*_tau(x))`` for tau > 0 by implicit
-differentiation of the soft Bellman fixed point (spec section 3.1), with
+differentiation of the soft Bellman fixed point (docs/theory.rst, "The hyper-gradient"), with
 ``M = I - gamma P_{pi*}``::
 
     forward:  D_V = M^(-1) (sum_a pi* R_x)   (S, d);   D_Q = R_x + gamma P D_V
@@ -45,7 +45,7 @@ Accuracy: the lower level is solved to ``|V - V*_tau|_inf <= max(1e-12 * scale,
 floor of :func:`~exactbilevel.solve`); linear solves to relative residual 1e-12.
 The implicit term is a difference of O(1) terms divided by tau, so its rounding
 error grows like ``eps |R| |grad_pi f| / ((1 - gamma) tau)``: finite, no NaN,
-down to tau = 1e-8 (spec section 3.1 on the small-tau behaviour).
+down to tau = 1e-8 (docs/theory.rst, "The hyper-gradient" on the small-tau behaviour).
 """
 
 from __future__ import annotations
@@ -422,8 +422,8 @@ def action_gap(mdp, reward, x, solution=None):
     """Smallest action gap of ``Q*_0(x)``: ``min_s (Q*(s, a_1) - Q*(s, a_2))`` for the best
     and second-best actions (0 when some state has tied optimal actions; inf when A = 1).
 
-    The implicit term of the hyper-gradient peaks near tau ~ this gap (spec
-    section 3.1).  ``solution``: a tau = 0 SolveResult at this x to reuse.
+    The implicit term of the hyper-gradient peaks near tau ~ this gap
+    (docs/theory.rst, "The hyper-gradient").  ``solution``: a tau = 0 SolveResult at this x to reuse.
     Accurate to ``2 gamma`` times the solve's error bound.
     """
     check_mdp(mdp)

@@ -1,4 +1,4 @@
-"""The tau -> 0 limit of the soft-optimal policy (spec section 2): pi*_0 without tie-breaking.
+"""The tau -> 0 limit of the soft-optimal policy (docs/theory.rst, "The lower level"): pi*_0 without tie-breaking.
 
 The unregularized optimal actions of state s, to a tolerance ``tie_tol``::
 
@@ -24,7 +24,7 @@ actions lead to equal downstream entropy ``sum_s' P(s'|s, a) V1(s')``: an
 action whose successors keep more tied choices open gets more weight (state 0
 choosing between a successor with one optimal action and one with two, both
 absorbing, gives ``1 : 2^(gamma / (1 - gamma))``).  ``rule="uniform"`` returns
-the uniform distribution over O(s) instead (the spec's description, exact when
+the uniform distribution over O(s) instead (the simpler description, exact when
 the downstream entropies agree, e.g. whenever every action of every state is
 tied, or gamma = 0).  Both depend on x only through O: where the optimal sets
 do not change, pi*_0 is constant.  Near-ties with a true gap of at most

@@ -3,7 +3,7 @@
 A :class:`TabularMDP` holds what never depends on the upper-level variable x:
 the transition kernel ``P[s, a, s'] = P(s' | s, a)``, the discount ``gamma``
 and the initial distribution ``rho``.  Rewards are passed separately, as
-``(S, A)`` arrays, to every solver (spec section 1).
+``(S, A)`` arrays, to every solver (docs/theory.rst, "Objects and shapes").
 
 Two storage forms are accepted and kept as given:
 

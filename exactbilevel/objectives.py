@@ -1,4 +1,4 @@
-"""Upper-level objectives f(x, pi) (spec sections 1 and 3).
+"""Upper-level objectives f(x, pi) (docs/theory.rst, "Objects and shapes" and "Gradients").
 
 An objective is a protocol, not a class hierarchy: any object with
 
@@ -34,7 +34,7 @@ Shipped here:
 :class:`CallableObjective`
     wraps three user callables and checks the shapes they return.
 
-``psi(x) = kappa/2 |x - center|^2`` (spec section 6.1; ``center`` None means
+``psi(x) = kappa/2 |x - center|^2`` (docs/theory.rst, "GridWorld goal position"; ``center`` None means
 the origin, whatever the length of x) for the two built-in objectives.
 
 All policies are validated (shape ``(S, A)``, rows on the simplex to 1e-9).
@@ -134,7 +134,7 @@ class _Quadratic:
 
 @dataclass(frozen=True, eq=False)
 class OccupancyObjective(_Quadratic):
-    """``f(x, pi) = <nu^pi, c> + kappa/2 |x - center|^2`` (spec section 3).
+    """``f(x, pi) = <nu^pi, c> + kappa/2 |x - center|^2`` (docs/theory.rst, "Gradients").
 
     ``nu^pi(s, a) = d^pi(s) pi(a|s)`` sums to 1, so ``<nu^pi, c>`` is the
     normalized discounted cost ``(1 - gamma) E[sum_t gamma^t c(s_t, a_t)]``.

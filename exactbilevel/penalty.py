@@ -1,4 +1,4 @@
-"""The value-penalty landscape (spec section 3.2, a choice of this package).
+"""The value-penalty landscape (docs/theory.rst, "The value penalty", a choice of this package).
 
 For a reward r_x, an objective f, a penalty weight lam > 0 and tau >= 0::
 

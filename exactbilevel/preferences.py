@@ -1,4 +1,4 @@
-"""Sequences as a prefix-tree MDP and a Bradley-Terry objective on them (spec section 6.2).
+"""Sequences as a prefix-tree MDP and a Bradley-Terry objective on them (docs/theory.rst, "Happy tweets").
 
 **The prefix tree** (a choice of this package).  Sequences ``y = (y_1, ..., y_n)``
 of ``n <= H`` tokens from a vocabulary of V words.  State = prefix (the empty

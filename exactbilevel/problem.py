@@ -1,6 +1,6 @@
 """A bi-level problem: an MDP, a reward family r_x, an upper objective f and a box X for x.
 
-    minimize_{x in X} f(x, pi*(x)),   pi*(x) optimal for r_x        (spec sections 1-4)
+    minimize_{x in X} f(x, pi*(x)),   pi*(x) optimal for r_x        (docs/theory.rst)
 
 ``X = {x : lo <= x <= hi}`` (entries may be infinite); ``bounds=None`` is all of R^d.
 """

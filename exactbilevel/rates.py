@@ -1,4 +1,4 @@
-"""Empirical convergence rates: slopes of log(quantity) on log(k) (spec sections 5 and 6.3).
+"""Empirical convergence rates: slopes of log(quantity) on log(k) (docs/theory.rst, "What is measured" and "Rates and verdicts").
 
 Slope
 -----
@@ -60,7 +60,7 @@ Interval
 
 Verdicts
 --------
-:func:`verdict` applies the rule of spec section 6.3 (the theory's rate is an
+:func:`verdict` applies the rule of docs/theory.rst, "Rates and verdicts" (the theory's rate is an
 upper bound): "inconsistent" when the whole interval lies above the theory's
 exponent; "consistent" when the whole interval lies below 0 and it is not
 inconsistent, "tight" when the interval also contains the exponent;
@@ -172,7 +172,7 @@ class RateFit:
     theory : the theory's exponent, or None.
     schedules : ((name, exponent), ...) the schedule exponents the fit depends on
         (a mapping may be given; ``dict(fit.schedules)`` gives it back).
-    max_residual : deterministic fits: max |log residual| over the window, else None.
+    max_residual : deterministic fits: max ``|log residual|`` over the window, else None.
     local_slopes : deterministic fits: (min, max) secant slope between neighbouring points, else None.
     """
 
@@ -531,7 +531,7 @@ class Verdict:
 
 
 def verdict(fit, theory=None):
-    """The verdict of spec section 6.3 on a :class:`RateFit` against the theory's exponent.
+    """The verdict of docs/theory.rst, "Rates and verdicts" on a :class:`RateFit` against the theory's exponent.
 
     The theory's rate is an upper bound on the decay, so with the fit's
     interval [lo, hi] and the exponent p (``theory``, default ``fit.theory``):
@@ -570,7 +570,7 @@ def rate_table(fits):
     Columns: quantity, slope, interval (or "-" without one), theory, verdict
     (:func:`verdict`; "-" without a theory or for a deterministic curve),
     seeds, k range, decades of the window, the fit residual of a deterministic
-    curve (max |log residual| and the local slope range) and the schedule
+    curve (max ``|log residual|`` and the local slope range) and the schedule
     exponents.
     """
     if not isinstance(fits, dict) or not all(isinstance(f, RateFit) for f in fits.values()):

@@ -1,4 +1,4 @@
-"""Rewards parametrized by the upper-level variable x (spec section 1).
+"""Rewards parametrized by the upper-level variable x (docs/theory.rst, "Objects and shapes").
 
 A reward is a protocol, not a class hierarchy: any object with
 
@@ -128,7 +128,7 @@ _Z_CLIP = 1e3
 
 @dataclass(frozen=True, eq=False, repr=False)
 class GaussianGoalReward:
-    """Gaussian bump around a goal ``x`` (spec section 6.1), the same for every action.
+    """Gaussian bump around a goal ``x`` (docs/theory.rst, "GridWorld goal position"), the same for every action.
 
     ``value(x)[s, a] = exp(-|c(s) - x|^2 / (2 sigma^2))``, shape ``(S, A)``;
     ``jacobian(x)[s, a, :] = value(x)[s, a] * (c(s) - x) / sigma^2``, shape ``(S, A, k)``.

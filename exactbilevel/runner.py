@@ -3,7 +3,7 @@
 Methods (same configuration, same diagnostics, same :class:`~exactbilevel.trace.Trace` columns):
 
 ``"actor_critic"``
-    the regularized single-loop actor-critic of spec section 4
+    the regularized single-loop actor-critic of docs/theory.rst, "The algorithm"
     (:mod:`exactbilevel.actor_critic`; sampled and compiled, or ``exact=True``).
 ``"partial_sgd"``
     the same sampled loop with the upper step ``x <- Proj(x - zeta_k grad_x f(x))``: it
@@ -25,12 +25,12 @@ Methods (same configuration, same diagnostics, same :class:`~exactbilevel.trace.
     that fixed x for ``steps`` steps; phi and its critic mirror theta's.
 ``"hypergradient"``
     the oracle baseline: exact hyper-gradient descent on Phi_{tau_k},
-    ``x <- Proj(x - zeta_k grad Phi_{tau_k}(x))`` (spec section 3.1), the lower level
+    ``x <- Proj(x - zeta_k grad Phi_{tau_k}(x))`` (docs/theory.rst, "The hyper-gradient"), the lower level
     solved exactly at every step (warm-started).  Needs tau_k > 0.
 ``"nested_penalty"``
     the nested loop with the penalty gradient: at every step the penalized policy
     theta_{lam_k}(x) is solved exactly (:func:`~exactbilevel.penalized_policy`, warm-started),
-    then ``x <- Proj(x - zeta_k grad ell_{lam_k,tau_k}(x))`` (spec section 3.2).  Needs tau_k > 0.
+    then ``x <- Proj(x - zeta_k grad ell_{lam_k,tau_k}(x))`` (docs/theory.rst, "The value penalty").  Needs tau_k > 0.
 
 For the two oracle methods, at logging points phi holds the logits ``Q*_tau / tau`` of
 pi*_tau(x), theta those of the penalized policy (nested) or of pi*_tau(x) (hyper-gradient),
@@ -94,7 +94,7 @@ def _finite_differences(problem, config, rng, on_log, on_steps):
     def phi_hat(st, x):
         pi = softmax_policy(st.theta)
         if not isinstance(obj, OccupancyObjective):
-            return obj.value(x, pi)  # evaluated exactly (spec section 6.2)
+            return obj.value(x, pi)  # evaluated exactly (docs/theory.rst, "Happy tweets")
         z = x - (0.0 if obj.center is None else np.asarray(obj.center))
         return (1 - mdp.gamma) * float(mdp.rho @ np.sum(pi * st.Qc, axis=1)) + 0.5 * obj.kappa * float(z @ z)
 

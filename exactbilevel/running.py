@@ -1,4 +1,4 @@
-"""Running average and running minimum over k of a logged quantity (spec section 5).
+"""Running average and running minimum over k of a logged quantity (docs/theory.rst, "What is measured").
 
 Finite-time theorems of the kind the package checks bound an average over the run,
 ``(1/K) sum_{k<K} v(k)``, or the minimum over ``k <= K``, not the last iterate.  A

@@ -1,4 +1,4 @@
-"""Step-size, entropy-weight and penalty schedules (spec section 4).
+"""Step-size, entropy-weight and penalty schedules (docs/theory.rst, "The algorithm").
 
 A schedule is a pure callable of the step count ``k = 0, 1, 2, ...`` returning
 a float (in the style of optax schedules).  Shipped:

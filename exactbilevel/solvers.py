@@ -1,4 +1,4 @@
-"""Certified solvers of the (soft) Bellman optimality equation (spec section 2).
+"""Certified solvers of the (soft) Bellman optimality equation (docs/theory.rst, "The lower level").
 
 ``solve(mdp, r, tau)`` returns V*_tau, the fixed point of the soft Bellman
 operator T_tau (hard max for tau = 0; see :mod:`exactbilevel.bellman`), with
@@ -449,7 +449,7 @@ def solve(mdp, r, tau=0.0, method="auto", tol=None, V0=None, max_iter=None, rais
         ``2 floor = 16 eps (|r|_inf + tau log A) (2 - gamma) / (1 - gamma)^2``:
         1e-10 wherever that is smaller (``(|r|_inf + tau log A) (2 - gamma) /
         (1 - gamma)^2`` up to about 2.8e4), otherwise twice the floor (e.g.
-        3.6e-10 for |r|_inf = 10 at gamma = 0.99, 3.5e-9 for |r|_inf = 1 at
+        3.6e-10 for ``|r|_inf = 10`` at gamma = 0.99, 3.5e-9 for ``|r|_inf = 1`` at
         gamma = 0.999): a tolerance float64 can certify on every problem whose
         floor is finite (ValueError when the values' scale is beyond float64).  ``result.converged`` and the error
         bound refer to the tolerance used.

@@ -1,4 +1,4 @@
-"""The record of one run: one row per logging point (spec section 5).
+"""The record of one run: one row per logging point (docs/theory.rst, "What is measured").
 
 A :class:`Trace` holds named columns that share their first dimension n_logs
 (``trace["residual_phi"]`` is (n_logs,), ``trace["x"]`` is (n_logs, d)) and a
@@ -34,7 +34,7 @@ import numpy as np
 
 __all__ = ["COLUMNS", "Trace", "TraceBuilder", "run_metadata"]
 
-#: Known column names and their meaning (spec section 5; exactbilevel.diagnostics).
+#: Known column names and their meaning (docs/theory.rst, "What is measured"; exactbilevel.diagnostics).
 COLUMNS = {
     "k": "step index k of the run",
     "samples": "environment transitions sampled so far",

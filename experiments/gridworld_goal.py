@@ -1,4 +1,4 @@
-"""GridWorld goal position (spec section 6.1): the committed figures from this folder's TOML.
+"""GridWorld goal position (docs/theory.rst, "GridWorld goal position"): the committed figures from this folder's TOML.
 
     python experiments/gridworld_goal.py [--out DIR] [--workers W]
 

@@ -1,4 +1,4 @@
-"""Happy tweets (spec section 6.2): the committed figures from this folder's TOML.
+"""Happy tweets (docs/theory.rst, "Happy tweets"): the committed figures from this folder's TOML.
 
     python experiments/happy_tweets.py [--out DIR] [--workers W]
 

@@ -1,4 +1,4 @@
-"""Rates (spec section 6.3): the committed figures from this folder's TOML.
+"""Rates (docs/theory.rst, "Rates and verdicts"): the committed figures from this folder's TOML.
 
     python experiments/rates.py [--out DIR] [--workers W]
 

@@ -313,7 +313,7 @@ def test_policy_from_q_equals_reference(Q, tau):
 @settings(max_examples=examples(40))
 @given(problems())
 def test_policy_of_sweep_q_is_softmax_of_q_minus_tv(problem):
-    """pi(a|s) = exp((Q(s,a) - T V(s)) / tau): the definition in the spec."""
+    """pi(a|s) = exp((Q(s,a) - T V(s)) / tau): the definition in docs/theory.rst, "The lower level"."""
     mdp, r, V, tau = problem
     Q, TV = bellman.sweep(mdp, r, V, tau)
     pi = eb.policy_from_q(Q, tau)

@@ -264,7 +264,7 @@ def test_small_tau_hypergradient_is_finite_and_bounded(tau):
 
 
 def test_implicit_term_peaks_near_the_action_gap():
-    """Not monotone in tau (spec 3.1): small for tau << gap, large near the gap, ~1/tau beyond."""
+    """Not monotone in tau (docs/theory.rst, "The hyper-gradient"): small for tau << gap, large near the gap, ~1/tau beyond."""
     mdp, reward, obj, x = _gap_problem()
     gap = eb.action_gap(mdp, reward, x)
     size = {k: np.abs(eb.hypergradient(mdp, reward, obj, x, k * gap, full_output=True).implicit).max()

@@ -1,5 +1,5 @@
 """Logging points (linear and geometric), runs that log at them, checkpoints with geometric
-logging, and the running average / minimum of a logged quantity (spec section 5)."""
+logging, and the running average / minimum of a logged quantity (docs/theory.rst, "What is measured")."""
 
 import numpy as np
 import pytest

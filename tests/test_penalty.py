@@ -1,4 +1,4 @@
-"""The value-penalty landscape (spec 3.2) against closed forms, finite differences and the hyper-gradient."""
+"""The value-penalty landscape (docs/theory.rst, "The value penalty") against closed forms, finite differences and the hyper-gradient."""
 
 import math
 

@@ -1,4 +1,4 @@
-"""The prefix-tree MDP and the Bradley-Terry objective (spec section 6.2), each against an
+"""The prefix-tree MDP and the Bradley-Terry objective (docs/theory.rst, "Happy tweets"), each against an
 independent computation: walks of the transition table, brute-force sums over sequences and
 pairs, the exact evaluator, and finite differences."""
 

@@ -222,7 +222,7 @@ def _fit(ci, theory, n_seeds=10):
     ((-0.6, -0.5), -1 / 3, "consistent", False),     # faster than the bound
     ((0.01, 0.2), -0.1, "inconsistent", False),      # growing: above the exponent
 ])
-def test_verdict_by_the_rule_of_spec_6_3(ci, theory, expected, tight):
+def test_verdict_by_the_rule_of_rates_and_verdicts(ci, theory, expected, tight):
     judged = verdict(_fit(ci, theory))
     assert isinstance(judged, Verdict) and judged.verdict == expected and judged.tight is tight
     assert str(judged) == expected + (" (tight)" if tight else "")

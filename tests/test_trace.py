@@ -11,7 +11,7 @@ import exactbilevel as eb
 from exactbilevel import trace as tr
 from exactbilevel.trace import COLUMNS, Trace, TraceBuilder, run_metadata
 
-# The spec section 5 quantities plus the bookkeeping columns, listed independently of COLUMNS.
+# The quantities of docs/theory.rst, "What is measured" plus the bookkeeping columns, listed independently of COLUMNS.
 SPEC_NAMES = ["k", "samples", "x", "tau", "lam", "residual_phi", "residual_theta",
     "critic_error_phi", "critic_error_theta", "critic_error_c", "pl_ratio", "pl_bound", "min_pi",
     "grad_phi_norm2", "grad_ell_norm2", "kkt_residual", "phi0", "phi_tau", "penalty_bias",

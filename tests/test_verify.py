@@ -14,7 +14,7 @@ from exactbilevel.trace import Trace
 
 
 def _rule(lo, hi, p):
-    """Spec 6.3, written out here independently of exactbilevel.rates.verdict."""
+    """The rule of docs/theory.rst, "Rates and verdicts", written out here independently of exactbilevel.rates.verdict."""
     if lo > p:
         return "inconsistent"
     if hi < 0:
@@ -110,7 +110,7 @@ def _synthetic(slope, noise, seeds=10, n_dec=6, per=10, seed=0):
     (-0.1, 3.0, "inconclusive"),     # noise so large that the interval reaches 0 and covers -1/3
 ])
 def test_the_last_iterate_verdict_of_synthetic_power_laws(slope, noise, expected):
-    """The three verdicts of spec 6.3 on synthetic runs with a known slope (fixed tau: -1/3)."""
+    """The three verdicts of docs/theory.rst, "Rates and verdicts" on synthetic runs with a known slope (fixed tau: -1/3)."""
     rows = V.judge(_synthetic(slope, noise), "synthetic", "fixed tau", prob=_box_problem())
     last = [r for r in rows if r.quantity == "grad_phi_norm2" and r.form == "last iterate"][0]
     assert last.verdict == expected

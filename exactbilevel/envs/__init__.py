@@ -1,4 +1,4 @@
-"""Environments: random Dirichlet MDPs, the GridWorld of spec 6.1, Gymnasium toy-text tables."""
+"""Environments: random Dirichlet MDPs, the GridWorld of docs/theory.rst, "GridWorld goal position", Gymnasium toy-text tables."""
 
 from .random_mdp import random_mdp
 from .gridworld import GridWorld, gridworld

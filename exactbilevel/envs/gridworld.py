@@ -1,4 +1,4 @@
-"""The n x n GridWorld of spec section 6.1.
+"""The n x n GridWorld of docs/theory.rst, "GridWorld goal position".
 
 Conventions
 -----------
@@ -90,7 +90,7 @@ class GridWorld:
         return divmod(s, self.n)
 
     def cost(self, target=-1.0, hazard=1.0) -> np.ndarray:
-        """Designer cost ``u`` of spec 6.1, shape ``(S,)``.
+        """Designer cost ``u`` of docs/theory.rst, "GridWorld goal position", shape ``(S,)``.
 
         ``u[s] = target`` on target cells, ``hazard`` on hazard cells, 0 elsewhere.
         """
@@ -208,7 +208,7 @@ def gridworld(
     sparse=None,
     rho=None,
 ):
-    """The n x n GridWorld of spec section 6.1 (conventions in the module docstring).
+    """The n x n GridWorld of docs/theory.rst, "GridWorld goal position" (conventions in the module docstring).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Random MDPs with Dirichlet(1) transition rows (spec section 6.3)."""
+"""Random MDPs with Dirichlet(1) transition rows (docs/theory.rst, "Rates and verdicts")."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
-"""GridWorld goal position (spec section 6.1, a choice of this package).
+"""GridWorld goal position (docs/theory.rst, "GridWorld goal position", a choice of this package).
 
 An N x N grid (actions up, down, left, right, stay; slip to a uniformly random
 move; walls reflect; rho uniform).  The upper variable x in [0, N-1]^2 is the
 goal: ``r_x(s, a) = exp(-|c(s) - x|^2 / (2 sigma^2))``.  The designer's objective
 ``f = <nu^pi, u> + kappa/2 |x - xbar|^2`` with
 ``u(s) = cost_slope |c(s) - cost_center| + hazard_cost [s a hazard] + target_cost [s a target]``.
-The defaults are the design of spec 6.1 (sigma = 2.5, u = |c(s) - (2, 7)| / 9 plus 2 on the
+The defaults are the design of docs/theory.rst, "GridWorld goal position" (sigma = 2.5, ``u = |c(s) - (2, 7)| / 9`` plus 2 on the
 hazards (1, 6), (1, 7), (1, 8), kappa = 0.01, xbar = (4.5, 4.5), x0 = (7, 2)), whose exact
 landscape has a basin of Phi_0 reachable from x0, fixed-tau stall points away from
 argmin Phi_0, and partial SGD heading to xbar.
@@ -15,7 +15,7 @@ Outputs (in the results folder):
 * ``landscape.npz``: Phi_0 (from the tau -> 0 limit policy, :func:`exactbilevel.limit_policy`)
   and Phi_tau on a grid of x (exact solves);
 * ``runs/<method>/seed<k>.npz`` (+ ``.json``): the Trace of every run, with every
-  ground-truth diagnostic of spec section 5 at the logging points;
+  ground-truth diagnostic of docs/theory.rst, "What is measured" at the logging points;
 * ``summary.json``: the final table (final Phi_0 over seeds: median and the
   10-90% quantiles, final x, environment samples);
 * figures ``landscape.{png,pdf}`` (both landscapes with the median x_k path of

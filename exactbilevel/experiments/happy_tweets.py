@@ -1,4 +1,4 @@
-"""Happy tweets, tabular (spec section 6.2, a choice of this package).
+"""Happy tweets, tabular (docs/theory.rst, "Happy tweets", a choice of this package).
 
 Tweets are sequences of at most ``horizon`` words of a small vocabulary of real
 words; the MDP is their prefix tree (:func:`exactbilevel.preferences.prefix_tree`:
@@ -10,7 +10,7 @@ reward model is linear, ``r_x(y) = x^T psi(y)`` with psi the counts of each word
 and of each word right after "not" (:func:`~exactbilevel.preferences.negation_features`),
 so it cannot represent VADER exactly (boosters such as "very", the normalization of
 the compound score).  The upper objective is the Bradley-Terry loss of VADER's
-preferences on pairs drawn from the policy, plus kappa/2 |x|^2, exact by
+preferences on pairs drawn from the policy, plus ``kappa/2 |x|^2``, exact by
 enumeration (:class:`~exactbilevel.preferences.BradleyTerryObjective`); the entropy
 regularization is the KL to the uniform reference policy.
 
@@ -36,7 +36,7 @@ Outputs (in the results folder): ``runs/<method>/seed<k>.npz`` (+ ``.json``) wit
 the exact columns ``happiness`` (true happiness ``E_{y ~ pi_phi}[vader(y)]`` of the
 learned policy), ``kl`` (``KL(p_{pi_phi} || p_ref)`` over tweets) and ``star`` (of
 pi*_tau(x) at the fixed tau: happiness, KL, Phi_tau) (:class:`Metrics`; the general
-diagnostics of spec section 5 are off here: the exact penalized policy of this
+diagnostics of docs/theory.rst, "What is measured" are off here: the exact penalized policy of this
 objective costs seconds per logging point); ``summary.json`` (final values over seeds); figures
 ``happiness.{png,pdf}`` and ``kl.{png,pdf}`` against environment samples;
 ``frontier.npz`` and ``tradeoff.{png,pdf}``: the exact happiness-KL trade-off of
@@ -152,7 +152,7 @@ class Metrics:
     """The logged columns of a run, each exact: of the learned policy pi_phi, the true
     happiness ``E_{y ~ pi_phi}[vader(y)]`` and ``KL(p_{pi_phi} || p_ref)``; of x, through
     the soft-optimal policy pi*_tau(x) at the fixed tau, the same two and the upper
-    objective ``Phi_tau(x) = f(x, pi*_tau(x))``.  (The general diagnostics of spec section 5
+    objective ``Phi_tau(x) = f(x, pi*_tau(x))``.  (The general diagnostics of docs/theory.rst, "What is measured"
     are off in this experiment: the exact penalized policy costs too much here.)"""
 
     def __init__(self, problem, tree, scores, tau):

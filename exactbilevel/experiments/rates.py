@@ -1,12 +1,12 @@
-"""Rates (spec section 6.3): measured convergence rates beside the theory's exponents, and the biases.
+"""Rates (docs/theory.rst, "Rates and verdicts"): measured convergence rates beside the theory's exponents, and the biases.
 
 The rate part is :mod:`exactbilevel.experiments.verify` at a shorter length (its
 machinery, claims, fits, verdicts and figures): the section 4 actor-critic with the
 schedules resolved from each problem, fixed tau and decaying tau, on the well-scaled
-random MDP and the spec 6.1 GridWorld, ``seeds`` seeds each, logged at geometric steps;
+random MDP and the GridWorld of docs/theory.rst, "GridWorld goal position", ``seeds`` seeds each, logged at geometric steps;
 every quantity of :data:`exactbilevel.experiments.verify.CLAIMS` fitted over the last
 ``decades`` (>= 1.5) decades in its running average, running minimum and last iterate,
-with Student-t intervals over seeds and a verdict by the rule of spec 6.3.  Beside it,
+with Student-t intervals over seeds and a verdict by the rule of docs/theory.rst, "Rates and verdicts".  Beside it,
 at a fixed random x (standard normal, from ``mdp_seed``):
 
 * the penalty bias against lam, ``|grad ell - grad Phi_tau|`` (theory slope -1) and

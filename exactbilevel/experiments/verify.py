@@ -1,4 +1,4 @@
-"""Verify (spec sections 5 and 6.3): the theorem's rates measured on long runs, with verdicts.
+"""Verify (docs/theory.rst, "What is measured" and "Rates and verdicts"): the theorem's rates measured on long runs, with verdicts.
 
 ``exactbilevel verify`` runs the section 4 actor-critic, with the schedules resolved
 from each problem (:mod:`exactbilevel.defaults`), on well-scaled problems, with fixed
@@ -9,7 +9,7 @@ Problems
 --------
 ``"random"``: the random MDP of the rates experiment (Dirichlet rows, linear rewards
 with standard-normal features, an occupancy objective with a uniform random cost,
-x in [-3, 3]^d, x0 = 0); ``"gridworld"``: the GridWorld goal problem of spec 6.1
+x in [-3, 3]^d, x0 = 0); ``"gridworld"``: the GridWorld goal problem of docs/theory.rst, "GridWorld goal position"
 (its committed design, :mod:`exactbilevel.experiments.gridworld_goal`).
 
 Before any run each problem is checked to be well scaled (:func:`check_scales`): the
@@ -28,10 +28,10 @@ summaries, stated for stationarity).  A finite-time theorem of this kind bounds 
 of the stationarity measure and the lower-level errors (its Lyapunov function),
 averaged over k, so each of those quantities is judged against the same exponent:
 
-* stationarity: |grad Phi_tau(x_k)|^2 for fixed tau; for decaying tau the squared
+* stationarity: ``|grad Phi_tau(x_k)|^2`` for fixed tau; for decaying tau the squared
   penalty-KKT residual of the unregularized (tau = 0) problem, ``kkt_residual^2``
   (:mod:`exactbilevel.diagnostics`), the stationarity measure of the problem the
-  decaying run is meant to solve, and |grad Phi_{tau_k}(x_k)|^2 beside it;
+  decaying run is meant to solve, and ``|grad Phi_{tau_k}(x_k)|^2`` beside it;
 * lower level: residual_phi, residual_theta (the two actors' optimality gaps) and the
   critic errors of Qphi and Qtheta.
 
@@ -47,7 +47,7 @@ The slope of log(value) on log(k) over the last ``decades`` (>= 1.5) decades, wi
 Student-t interval over seeds (:func:`exactbilevel.rates.fit_rate`; its coverage is
 tested at 93-97 % for a nominal 95 % with 10 seeds on synthetic data, and one seed gives
 no interval), its stability against the window's end
-(:func:`exactbilevel.rates.slope_stability`), and the verdict of spec 6.3
+(:func:`exactbilevel.rates.slope_stability`), and the verdict of docs/theory.rst, "Rates and verdicts"
 (:func:`exactbilevel.rates.verdict`): inconsistent when the whole interval lies above
 the exponent, consistent when it lies below 0 and not above the exponent ("tight" when
 it contains it), inconclusive otherwise.  Every inconclusive or inconsistent verdict
@@ -59,14 +59,14 @@ the slope over the later window ends, and the schedules' noise scale zeta lam^2.
 Schedule sweep
 --------------
 In the noise-dominated regime the last iterate does not converge at the optimization
-rate but tracks the noise floor, whose size for |grad Phi_tau|^2 is about zeta_k lam_k^2
+rate but tracks the noise floor, whose size for ``|grad Phi_tau|^2`` is about zeta_k lam_k^2
 (the x-step's variance is (zeta lam H G)^2 / B, and a descent step of size zeta
 spreads x over a basin as zeta times that).  The sweep (fixed tau, on the first
 problem) runs zeta_k = zeta_0 (k+1)^-z for each z of ``sweep_zeta_decay`` with the
 other schedules resolved, three ways: ``exact=True`` (expected updates: no noise, the
 optimization rate alone; one deterministic run, fitted without an interval), sampled
 with batch 1 and with batch ``sweep_batch`` (the floor's level falls like 1/B); the
-table gives each last-iterate slope of |grad Phi_tau|^2 beside the noise-floor exponent
+table gives each last-iterate slope of ``|grad Phi_tau|^2`` beside the noise-floor exponent
 -z + 2 q (lam_k ~ k^q) and the ratio of the final medians of batch 1 and batch B.
 
 Outputs (folder ``out``): ``runs/<problem>-<setting>/seed<k>.npz`` and
@@ -134,7 +134,7 @@ LABELS = {"kkt_residual2": r"KKT residual$^2$ at $\tau = 0$", "grad_phi_norm2": 
 class Verify:
     """Configuration of ``exactbilevel verify`` (defaults: the committed verdicts)."""
 
-    problems: tuple = option(PROBLEMS, "problems to verify on: random (the rates MDP) and gridworld (spec 6.1)")
+    problems: tuple = option(PROBLEMS, "problems to verify on: random (the rates MDP) and gridworld (docs/theory.rst, \"GridWorld goal position\")")
     steps: int = option(10**8, "actor-critic steps per run")
     seeds: int = option(10, "seeds per problem and setting (>= 2 for intervals)")
     logs_per_decade: int = option(20, "geometrically spaced logging points per decade of k")
@@ -591,7 +591,7 @@ def run_experiment(cfg, out, workers=1, progress=True):
     return result
 
 
-RULE = ("spec 6.3 (the theory's rate is an upper bound): inconsistent when the whole interval lies above the "
+RULE = ("docs/theory.rst, \"Rates and verdicts\" (the theory's rate is an upper bound): inconsistent when the whole interval lies above the "
         "theory's exponent; consistent when the whole interval lies below 0 and it is not inconsistent (tight when "
         "it contains the exponent); inconclusive otherwise")
 COVERAGE = ("Student-t interval over seeds at 95 %; coverage tested on synthetic data with a known slope "

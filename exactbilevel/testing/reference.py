@@ -2,7 +2,7 @@
 
 No Numba and no code of the package: every function here takes a dense kernel
 ``P`` of shape ``(S, A, S)`` (``P[s, a, s'] = P(s' | s, a)``), rewards ``r`` of
-shape ``(S, A)`` and plain floats, and follows the formulas of spec section 2
+shape ``(S, A)`` and plain floats, and follows the formulas of docs/theory.rst, "The lower level"
 as literally as numpy allows.  They are the independent references the test
 suite compares the compiled kernels and the solvers with; they are written
 for small problems (dense S x S solves, plain loops).
@@ -179,7 +179,7 @@ def policy_iteration_ref(P, r, gamma, tau=0.0, max_iter=None, refine=2):
     tau = 0: Howard's policy iteration on deterministic policies (an action is
     switched only when it improves Q by more than 1e-14 of the scale, so ties
     cannot cycle).  tau > 0: soft policy iteration, ``pi <- softmax(Q^pi / tau)``,
-    until V stops changing (or stops contracting within 1e4 roundings of |V|: the
+    until V stops changing (or stops contracting within 1e4 roundings of ``|V|``: the
     returned err certifies it either way); it contracts only at rate gamma when tau is large, so
     ``max_iter`` (None) defaults to ``1000 + 60 / (1 - gamma)`` (enough for 1e-26 at
     rate gamma).  Every evaluation is a dense solve with
