@@ -352,7 +352,9 @@ class Claim:
     n_seeds : seeds fitted.
     verdict, tight, reason : :func:`exactbilevel.rates.verdict` (``reason``: the part of the rule that applied).
     stability : (min, max) of the slope over every window end (:func:`exactbilevel.rates.slope_stability`).
-    diagnostic : :func:`diagnose` for a verdict other than "consistent", else "".
+    diagnostic : :func:`diagnose` for a verdict other than "consistent", else ""; for an average
+        falling faster than k^-0.9 (``TRANSIENT_SLOPE``) also a note that it is dominated by its
+        early excess (a finite excess over K gives 1/K), with the last iterate's slope.
     schedules : ((name, power of k), ...) of the schedules of the run.
     """
 
@@ -457,6 +459,10 @@ def _schedule_exponents(trace):
     return out
 
 
+#: an average whose slope is below this falls like 1/K: a finite early excess divided by K
+TRANSIENT_SLOPE = -0.9
+
+
 def _judge_one(traces, problem_name, setting, claim, q, form, k, v, theory, decades, exps, noise_exp, prob):
     sched = tuple(sorted((n, round(e, 4)) for n, e in exps.items()))
     bad = ~np.isfinite(v)
@@ -471,6 +477,11 @@ def _judge_one(traces, problem_name, setting, claim, q, form, k, v, theory, deca
     ver = verdict(fit)
     diag = "" if ver.verdict == "consistent" or prob is None else diagnose(traces, fit.k_range, stab, noise_exp, prob,
                                                                                   values=(k, v))
+    if form == "average" and fit.slope < TRANSIENT_SLOPE:
+        last = fit_rate(k, _values(traces, q)[1][:, 1:], decades=decades, floor=1e-300)
+        note = (f"the average falls like 1/K: it is dominated by its early excess, not by the rate (the last "
+                f"iterate's slope is {_fmt(last.slope)})")
+        diag = f"{diag}; {note}" if diag else note
     return Claim(problem_name, setting, claim, q, form, theory, fit.slope, tuple(map(float, fit.ci)),
                  tuple(map(float, fit.k_range)), float(fit.decades), fit.n_seeds, ver.verdict, ver.tight, ver.reason,
                  (float(stab.slopes.min()), float(stab.slopes.max())), diag, sched)
@@ -574,9 +585,11 @@ def run_claims(cfg, out, workers=1, progress=True):
     sweep = sweep_rows(cfg, runs, probs[cfg.problems[0]]) if cfg.sweep_zeta_decay else []
     seconds = time.perf_counter() - t0
     write_atomic(out / "config.toml", dumps(cfg))
+    # the runs' own wall times (each trace's last "time"), kept across resumed invocations
+    run_seconds = float(sum(float(t["time"][-1]) for traces in runs.values() for t in traces))
     doc = dict(experiment=NAME, theory=THEORY, rule=RULE, coverage=COVERAGE, scales=[asdict(s) for s in scales],
                claims=[dict(asdict(c), label=c.label) for c in claims], sweep=sweep, seconds=seconds,
-               steps=cfg.steps, seeds=cfg.seeds, sampling=cfg.sampling)
+               run_seconds=run_seconds, steps=cfg.steps, seeds=cfg.seeds, sampling=cfg.sampling)
     write_atomic(out / "verdicts.json", json.dumps(doc, indent=2, default=float))
     return dict(claims=claims, sweep=sweep, scales=scales, groups=groups)
 
