@@ -45,7 +45,8 @@ def test_quick_verify_judges_every_claim_by_the_rule(quick):
         assert c["theory"] == V.THEORY[c["setting"]]
         transient = c["form"] == "average" and c["slope"] < V.TRANSIENT_SLOPE
         assert transient == ("dominated by its early excess" in c["diagnostic"])
-        if not transient:
+        assert c["stable"] == ("has not stabilized" not in c["diagnostic"])
+        if not transient and c["stable"]:
             assert c["label"].startswith("consistent") == (c["diagnostic"] == "")
     assert doc["scales"][0]["ok"] and doc["scales"][0]["problem"] == "random"
     assert [r["zeta_decay"] for r in doc["sweep"]] == V.QUICK["sweep_zeta_decay"]
@@ -122,6 +123,7 @@ def test_the_last_iterate_verdict_of_synthetic_power_laws(slope, noise, expected
     if expected != "inconclusive":
         assert abs(last.slope - slope) < 0.05
     assert (last.diagnostic == "") == (expected == "consistent")  # the last iterate: no transient note
+    assert last.stable or expected == "inconclusive"  # a straight line in log-log
     # the running average of a k^slope curve (slope > -1) decays at the same rate, asymptotically
     avg = [r for r in rows if r.quantity == "grad_phi_norm2" and r.form == "average"][0]
     if expected == "consistent":
@@ -147,3 +149,19 @@ def test_an_average_dominated_by_its_start_is_flagged():
     assert "dominated by its early excess" in avg.diagnostic
     last = float(avg.diagnostic.rsplit("slope is ", 1)[1].rstrip(")"))
     assert abs(last) < 0.01
+
+
+def test_a_bending_curve_is_not_stable():
+    """k^-0.6 up to k = 10^5, then flat: over [10^4.5, 10^6] the fitted slope is still moving
+    as the window's end advances, and the claim says so."""
+    traces = _synthetic(0.0, 0.01)
+    out = []
+    for t in traces:
+        k = np.array(t["k"], dtype=float)
+        bend = np.minimum(k + 1.0, 1e5) ** -0.6
+        out.append(Trace({**{n: np.array(t[n]) for n in t.columns}, "grad_phi_norm2": bend * np.array(t["grad_phi_norm2"])},
+                         dict(t.meta)))
+    rows = V.judge(out, "synthetic", "fixed tau", prob=_box_problem())
+    last = [r for r in rows if r.quantity == "grad_phi_norm2" and r.form == "last iterate"][0]
+    assert not last.stable and "has not stabilized" in last.diagnostic
+    assert last.stability[1] - last.stability[0] > 0.3

@@ -53,7 +53,7 @@ class Rates(_verify.Verify):
     sweep_zeta_decay: tuple = option((), "schedule sweep of verify (empty: none)", item=float)
     bias_tau: float = option(0.2, "tau of the penalty-bias sweep")
     lam_min: float = option(1.0, "penalty-bias sweep: lam from lam_min ...")
-    lam_max: float = option(100.0, "... to lam_max (log-spaced, 9 values)")
+    lam_max: float = option(1000.0, "... to lam_max (log-spaced, 4 values a decade)")
     tau_min: float = option(1e-3, "entropy-bias sweep: tau from tau_min ...")
     tau_max: float = option(10.0, "... to tau_max (log-spaced, 25 values)")
 
@@ -75,7 +75,7 @@ def penalty_sweep(cfg, prob, x):
     mdp, reward, obj = prob.mdp, prob.reward, prob.objective
     sol = lower_solve(mdp, reward.value(x), cfg.bias_tau)
     g = hypergradient(mdp, reward, obj, x, cfg.bias_tau, solution=sol)
-    lams = np.geomspace(cfg.lam_min, cfg.lam_max, 9)
+    lams = np.geomspace(cfg.lam_min, cfg.lam_max, max(3, int(round(4 * np.log10(cfg.lam_max / cfg.lam_min))) + 1))
     bias, pen, theta = [], [], None
     for lam in lams:
         res = penalized_policy(mdp, reward, obj, x, lam, cfg.bias_tau, theta0=theta, solution=sol)
@@ -147,6 +147,7 @@ def figures(out):
                       theory={k: t for k, t in zip(groups, (-1.0, -2.0))},
                       xlabel=r"penalty $\lambda$", ylabel="bias")
     plots.save(fig, out / "penalty-bias")
+    _penalty_stability(out, lam)
     tau = read_npz(out / "tau.npz", ("tau", "entropy_bias", "bound", "implicit", "gap"))
     groups = {r"$J^*_0 - J_0(\pi^*_\tau)$": [Trace({"tau": tau["tau"], "y": tau["entropy_bias"]})],
               r"bound $\tau \log A / (1-\gamma)$": [Trace({"tau": tau["tau"], "y": tau["bound"]})],
@@ -154,3 +155,27 @@ def figures(out):
     fig = plots.curves(groups, x="tau", y="y", logx=True, logy=True, xlabel=r"entropy weight $\tau$ "
                        f"(smallest action gap {float(tau['gap']):.2g})", ylabel="size")
     plots.save(fig, out / "entropy-bias")
+
+
+def _penalty_stability(out, lam):
+    """The two penalty-bias slopes fitted over the 1.5 decades of lam ending at each lam
+    (noise-free curves: no interval), beside their exponents -1 and -2."""
+    import matplotlib.pyplot as plt
+
+    from .. import plots
+    from ..rates import slope_stability
+
+    if np.log10(lam["lam"][-1] / lam["lam"][0]) < 1.5 + 1e-9:
+        return  # a sweep shorter than one window: no stability to show
+    with plots.paper_style():
+        fig, ax = plt.subplots(figsize=(plots.COLUMN_WIDTH, 2.4), layout="constrained")
+        for i, (name, key, p) in enumerate(((r"$|\nabla\ell_\lambda - \nabla\Phi_\tau|$", "penalty_bias", -1.0),
+                                            (r"$p_\tau(\theta_\lambda)$", "penalty", -2.0))):
+            stab = slope_stability(lam["lam"], lam[key], decades=1.5, deterministic=True, theory=p)
+            color = plots.PAPER_RC["axes.prop_cycle"].by_key()["color"][i]  # as in the penalty-bias figure
+            plots.plot_slope_stability(ax, stab, theory=False, color=color, label=f"{name} (theory {p:g}, dotted)")
+            ax.axhline(p, color=color, ls=":", lw=1.2)
+        ax.set_xlabel(r"window end $\lambda$ (window: 1.5 decades)")
+        ax.legend(loc="best")
+        plots.save(fig, out / "penalty-bias-stability")
+        plt.close(fig)

@@ -351,11 +351,14 @@ class Claim:
     k_range, decades : the fit window [k_lo, k_hi] and its length in decades.
     n_seeds : seeds fitted.
     verdict, tight, reason : :func:`exactbilevel.rates.verdict` (``reason``: the part of the rule that applied).
-    stability : (min, max) of the slope over every window end (:func:`exactbilevel.rates.slope_stability`).
+    stability : (min, max) of the slope over the last decade of window ends
+        (:func:`exactbilevel.rates.slope_stability`).
     diagnostic : :func:`diagnose` for a verdict other than "consistent", else ""; for an average
         falling faster than k^-0.9 (``TRANSIENT_SLOPE``) also a note that it is dominated by its
         early excess (a finite excess over K gives 1/K), with the last iterate's slope.
     schedules : ((name, power of k), ...) of the schedules of the run.
+    stable : the slope moved by at most ``max(STABLE_SPAN, half-width of the interval)`` over the
+        last decade of window ends; otherwise the diagnostic says from where to where.
     """
 
     problem: str
@@ -375,6 +378,7 @@ class Claim:
     stability: tuple
     diagnostic: str
     schedules: tuple
+    stable: bool = True
 
     @property
     def label(self):
@@ -461,6 +465,9 @@ def _schedule_exponents(trace):
 
 #: an average whose slope is below this falls like 1/K: a finite early excess divided by K
 TRANSIENT_SLOPE = -0.9
+#: a slope is stable when, over the last decade of window ends, it moves by at most this or by the
+#: half-width of its interval, whichever is larger
+STABLE_SPAN = 0.05
 
 
 def _judge_one(traces, problem_name, setting, claim, q, form, k, v, theory, decades, exps, noise_exp, prob):
@@ -470,13 +477,20 @@ def _judge_one(traces, problem_name, setting, claim, q, form, k, v, theory, deca
         first = float(k[np.flatnonzero(bad.any(axis=0))[0]])
         return Claim(problem_name, setting, claim, q, form, theory, float("nan"), (float("nan"),) * 2, (first, first),
                      0.0, v.shape[0], "inconclusive", False, f"{int(bad.sum())} values not finite (first at k = {first:g})",
-                     (), "the quantity is not defined at some logging points", sched)
+                     (), "the quantity is not defined at some logging points", sched, False)
     # a value of exactly 0 (a solver-accuracy zero) is clipped at 1e-300 (log of 0 is -inf)
     fit = fit_rate(k, v, decades=decades, theory=theory, schedules=dict(sched), floor=1e-300)
     stab = slope_stability(k, v, decades=decades, theory=theory, floor=1e-300)
     ver = verdict(fit)
+    late = stab.slopes[stab.ends >= stab.ends[-1] / 10]
+    half = (fit.ci[1] - fit.ci[0]) / 2 if fit.has_interval else 0.0
+    stable = bool(late.max() - late.min() <= max(STABLE_SPAN, half))
     diag = "" if ver.verdict == "consistent" or prob is None else diagnose(traces, fit.k_range, stab, noise_exp, prob,
                                                                                   values=(k, v))
+    if not stable:
+        note = (f"the slope has not stabilized: from {_fmt(late[0])} to {_fmt(late[-1])} over the last decade of "
+                f"window ends")
+        diag = f"{diag}; {note}" if diag else note
     if form == "average" and fit.slope < TRANSIENT_SLOPE:
         last = fit_rate(k, _values(traces, q)[1][:, 1:], decades=decades, floor=1e-300)
         note = (f"the average falls like 1/K: it is dominated by its early excess, not by the rate (the last "
@@ -484,7 +498,7 @@ def _judge_one(traces, problem_name, setting, claim, q, form, k, v, theory, deca
         diag = f"{diag}; {note}" if diag else note
     return Claim(problem_name, setting, claim, q, form, theory, fit.slope, tuple(map(float, fit.ci)),
                  tuple(map(float, fit.k_range)), float(fit.decades), fit.n_seeds, ver.verdict, ver.tight, ver.reason,
-                 (float(stab.slopes.min()), float(stab.slopes.max())), diag, sched)
+                 (float(late.min()), float(late.max())), diag, sched, stable)
 
 
 # ----------------------------------------------------------------------------- sweep
@@ -618,13 +632,13 @@ def _fmt(v):
 def table(result):
     """The verdict table (claim, quantity, theory, slope [interval], window, verdict, diagnostic), then the sweep."""
     lines = []
-    head = ("problem", "setting", "claim", "form", "theory", "slope [95% interval]", "window k", "verdict")
+    head = ("problem", "setting", "claim", "form", "theory", "slope [95% interval]", "window k", "verdict", "stable")
     rows = [head]
     notes = []
     for c in result["claims"]:
         iv = f"{_fmt(c.slope)} [{_fmt(c.ci[0])}, {_fmt(c.ci[1])}]"
         rows.append((c.problem, c.setting, c.claim, c.form, _fmt(c.theory), iv,
-                     f"[{c.k_range[0]:.3g}, {c.k_range[1]:.3g}]", c.label))
+                     f"[{c.k_range[0]:.3g}, {c.k_range[1]:.3g}]", c.label, "yes" if c.stable else "no"))
         if c.diagnostic and c.form == "average":
             notes.append(f"  {c.problem}, {c.setting}, {c.claim} (average), {c.label}: {c.diagnostic}")
     widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
