@@ -86,6 +86,11 @@ def check_theta(mdp, theta, name="theta"):
     return as_float_array(name, theta, shape=(mdp.S, mdp.A))
 
 
+#: Shifted logits below -LOGIT_FLOOR / max(1, tau) are raised to it (:func:`_shifted_logits`):
+#: half the float64 range, so that tau log pi and the steps formed from it do not overflow.
+LOGIT_FLOOR = 0.5 * np.finfo(np.float64).max
+
+
 def _half_shifted(theta):
     """``(theta - max_a theta) / 2`` row by row, computed as ``theta/2 - max/2``: finite
     for every finite theta (a spread of logits up to 2 x 1.8e308 does not overflow)."""
@@ -119,6 +124,28 @@ def _tau_log_softmax(theta, tau):
     lse = _log_sum_exp_shifted(h)
     with np.errstate(over="ignore"):
         return (2.0 * tau) * h - tau * lse
+
+
+def _shifted_logits(theta, tau):
+    """``theta - max_a theta`` row by row (formed as ``2 h`` from the half-shifted logits h,
+    which is the plain difference wherever that neither overflows nor is subnormal), with every entry raised to at
+    least ``-max(LOGIT_FLOOR / max(1, tau), 1000)``: rows of finite logits of any spread
+    become finite logits (max 0) of the same softmax (a raised entry has probability 0
+    before and after: e^-1000 underflows), for which ``tau log softmax`` stays within the
+    float64 range unless tau exceeds about 1.8e305."""
+    h = _half_shifted(theta)
+    with np.errstate(over="ignore"):
+        z = 2.0 * h
+    return np.maximum(z, -max(LOGIT_FLOOR / max(1.0, tau), 1e3))
+
+
+def _policy_weighted(weight, pi, values):
+    """``weight * pi * values`` with 0 where pi = 0 (weight broadcast against pi).  Where a
+    probability underflowed to 0 its ``values`` may carry ``-tau log pi``, beyond the float64
+    range (+inf, so 0 * inf = NaN), but ``pi tau log pi -> 0``: the product is 0 there."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = weight * pi * values
+    return np.where(pi > 0.0, out, 0.0)
 
 
 def softmax_policy(theta):
@@ -177,12 +204,17 @@ def lower_solve(mdp, r, tau, solution=None, V0=None):
 
 # -- policy-level quantities ----------------------------------------------------
 
-def _evaluate(mdp, r, pi, tau, logpi=None, system=None):
-    """``(V, Q, Atilde, system)`` for validated inputs; ``logpi`` given when tau > 0."""
+def _evaluate(mdp, r, pi, tau, tau_logpi=None, system=None):
+    """``(V, Q, Atilde, system)`` for validated inputs; ``tau_logpi`` = tau log pi (S, A),
+    given when tau > 0 (from the logits: :func:`_tau_log_softmax`, where it may be -inf for
+    a probability 0, which makes Atilde +inf there); Atilde is None when tau > 0 without it."""
     system = policy_system(mdp, pi) if system is None else system
     V = system.solve(policy_reward(r, pi, tau))
     Q, _ = sweep(mdp, r, V, 0.0)
-    A = Q - V[:, None] if tau == 0.0 else Q - tau * logpi - V[:, None]
+    if tau == 0.0:
+        A = Q - V[:, None]
+    else:
+        A = None if tau_logpi is None else Q - tau_logpi - V[:, None]
     return V, Q, A, system
 
 
@@ -222,7 +254,7 @@ def soft_advantage(mdp, r, pi, tau=0.0):
     """
     check_mdp(mdp)
     r, pi, tau = check_reward(mdp, r), check_policy(mdp, pi), check_tau(tau)
-    return _evaluate(mdp, r, pi, tau, _logpi(pi, tau))[2]
+    return _evaluate(mdp, r, pi, tau, None if tau == 0.0 else tau * _logpi(pi, tau))[2]
 
 
 def _policy_gradient(mdp, r, theta, tau, natural):
@@ -250,9 +282,9 @@ def _policy_gradient(mdp, r, theta, tau, natural):
         return npg
     d = _state_occupancy(mdp, system)
     # pi * Atilde -> 0 where pi underflows to 0 (|pi Atilde| <= tau |pi log pi| + ... there)
-    with np.errstate(over="ignore", invalid="ignore"):
-        g = d[:, None] * pi * (A / (1.0 - mdp.gamma))
-    return np.where(pi > 0.0, g, 0.0)
+    with np.errstate(over="ignore"):
+        scaled = A / (1.0 - mdp.gamma)
+    return _policy_weighted(d[:, None], pi, scaled)
 
 
 @_kernels.serial_when_small
