@@ -53,7 +53,7 @@ import numpy as np
 
 from . import _actor_critic_kernels as K
 from . import schedules as sch
-from ._validation import _real_scalar, check_int
+from ._validation import _real_scalar, check_choice, check_int
 from .defaults import SCHEDULE_NAMES, default_schedules, problem_scales, time_scale_rates
 from .evaluation import policy_system
 from .gradients import _next_expectation, log_softmax, softmax_policy
@@ -144,15 +144,12 @@ class ActorCriticConfig:
         for name in SCHEDULE_NAMES:
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, sch.as_schedule(name, getattr(self, name)))
-        if self.sampling not in SAMPLING:
-            raise ValueError(f"sampling must be one of {SAMPLING}, got {self.sampling!r}")
-        if self.actor not in ACTORS:
-            raise ValueError(f"actor must be one of {ACTORS}, got {self.actor!r}")
+        check_choice("sampling", self.sampling, SAMPLING)
+        check_choice("actor", self.actor, ACTORS)
         object.__setattr__(self, "batch", check_int("batch", self.batch, minimum=1))
         log_every = max(1, steps // 100) if self.log_every is None else check_int("log_every", self.log_every, minimum=1)
         object.__setattr__(self, "log_every", log_every)
-        if self.log_spacing not in ("linear", "geometric"):
-            raise ValueError(f"log_spacing must be 'linear' or 'geometric', got {self.log_spacing!r}")
+        check_choice("log_spacing", self.log_spacing, ("linear", "geometric"), "'linear' or 'geometric'")
         object.__setattr__(self, "logs_per_decade", check_int("logs_per_decade", self.logs_per_decade, minimum=1))
         object.__setattr__(self, "fd_inner", check_int("fd_inner", self.fd_inner, minimum=1))
         object.__setattr__(self, "linearize_every", check_int("linearize_every", self.linearize_every, minimum=1))
