@@ -44,7 +44,7 @@ from .gradients import (
     _evaluate, _policy_weighted, _reward_gradient, _shifted_logits, _state_occupancy, _tau_log_softmax,
     check_reward_model, check_theta, log_softmax, lower_solve,
 )
-from .objectives import check_objective, grad_theta
+from .objectives import check_objective, finite_value, grad_theta
 
 __all__ = ["value_penalty", "penalty_lagrangian", "Lagrangian", "penalized_policy", "PenalizedPolicy"]
 
@@ -92,7 +92,7 @@ def _parts(mdp, r, objective, x, theta, tau, sol):
     +inf where pi = 0 (tau log pi beyond the float64 range)."""
     pi = np.exp(log_softmax(theta))
     V, _, A, system = _evaluate(mdp, r, pi, tau, _tau_log_softmax(theta, tau) if tau > 0 else None)
-    return pi, A, system, float(objective.value(x, pi)), float(mdp.rho @ (sol.V - V))
+    return pi, A, system, finite_value("objective.value", objective.value(x, pi)), float(mdp.rho @ (sol.V - V))
 
 
 def _lagrangian(mdp, r, R, objective, x, theta, lam, tau, sol):
@@ -104,8 +104,9 @@ def _lagrangian(mdp, r, R, objective, x, theta, lam, tau, sol):
     g_x = as_float_array("objective.grad_x(x, pi)", objective.grad_x(x, pi), shape=(x.size,))
     grad_x = g_x + lam * (_reward_gradient(mdp, R, sol.pi) - _reward_gradient(mdp, R, pi, system))
     grad_th = grad_theta(pi, g_pi) - _policy_weighted(lam / (1.0 - mdp.gamma) * d[:, None], pi, A)
-    q_f = np.divide(g_pi, d[:, None], out=np.zeros_like(g_pi), where=d[:, None] > 0)
-    step = A - (1.0 - mdp.gamma) * q_f / lam
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond the float64 range: penalized_policy refuses it
+        q_f = np.divide(g_pi, d[:, None], out=np.zeros_like(g_pi), where=d[:, None] > 0)
+        step = A - (1.0 - mdp.gamma) * q_f / lam
     return Lagrangian(f + lam * p, f, p, grad_x, grad_th, pi), step
 
 
