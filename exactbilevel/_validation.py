@@ -128,10 +128,12 @@ def check_choice(name, value, choices, expected=None):
     return value
 
 
-def check_int(name, value, minimum=None):
+def check_int(name, value, minimum=None, maximum=None):
     if not is_integer(value):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     value = int(value)
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return value

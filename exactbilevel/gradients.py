@@ -260,7 +260,10 @@ def expected_return(mdp, r, pi, tau=0.0):
     check_mdp(mdp)
     r, pi, tau = check_reward(mdp, r), check_policy(mdp, pi), check_tau(tau)
     system = policy_system(mdp, pi)
-    J = float(mdp.rho @ system.solve(policy_reward(r, pi, tau)))
+    V = system.solve(policy_reward(r, pi, tau))
+    check_in_range("V^pi", V)
+    with np.errstate(over="ignore"):
+        J = float(mdp.rho @ V)
     check_in_range("J_tau(pi)", J)
     return J
 
@@ -274,7 +277,9 @@ def soft_advantage(mdp, r, pi, tau=0.0):
     """
     check_mdp(mdp)
     r, pi, tau = check_reward(mdp, r), check_policy(mdp, pi), check_tau(tau)
-    V, Q, A, _ = _evaluate(mdp, r, pi, tau, None if tau == 0.0 else tau * _logpi(pi, tau))
+    with np.errstate(over="ignore"):  # tau log pi beyond the float64 range: refused below
+        tau_logpi = None if tau == 0.0 else tau * _logpi(pi, tau)
+    V, Q, A, _ = _evaluate(mdp, r, pi, tau, tau_logpi)
     check_in_range("Atilde^pi = Q^pi - tau log pi - V^pi", V, Q, A)
     return A
 

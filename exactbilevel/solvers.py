@@ -500,8 +500,8 @@ def solve(mdp, r, tau=0.0, method="auto", tol=None, V0=None, max_iter=None, rais
             f"(|r|_inf = {prob.r_abs:.3g}, gamma = {mdp.gamma}); pass tol >= {2 * floor:.2g}"
         )
     sweeps = int(np.ceil(40.0 / (1.0 - mdp.gamma))) + 1000
-    if max_iter is not None:
-        max_iter = check_int("max_iter", max_iter, minimum=1)
+    if max_iter is not None:  # beyond 2^62 it is unlimited in practice, and fits the compiled loops' int64
+        max_iter = min(check_int("max_iter", max_iter, minimum=1), 2**62)
     if name == "value_iteration":
         res = _value_iteration(prob, V, max_iter or sweeps)
     elif name == "anderson":
