@@ -20,6 +20,9 @@ __all__ = [
     "check_tau",
     "check_positive",
     "check_int",
+    "check_choice",
+    "is_real",
+    "is_integer",
 ]
 
 
@@ -51,7 +54,8 @@ def as_float_array(name, value, shape=None, *, finite=True, nonneg=False):
         ):
             want_txt = "(" + ", ".join("*" if w is None else str(w) for w in shape) + ("," if len(shape) == 1 else "") + ")"
             raise ValueError(f"{name} must have shape {want_txt}, got shape {arr.shape}")
-    arr = np.ascontiguousarray(arr, dtype=np.float64)
+    with np.errstate(over="ignore"):  # a longdouble beyond the float64 range becomes inf: reported below
+        arr = np.ascontiguousarray(arr, dtype=np.float64)
     if finite and not np.all(np.isfinite(arr)):
         bad = np.argwhere(~np.isfinite(arr))[0]
         raise ValueError(
@@ -67,8 +71,19 @@ def as_float_array(name, value, shape=None, *, finite=True, nonneg=False):
     return arr
 
 
+def is_real(value):
+    """A real number: an instance of numbers.Real, but not a bool and not a numpy
+    timedelta64 (which numpy registers as an integer; it has no float value)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_, np.timedelta64))
+
+
+def is_integer(value):
+    """An integer: an instance of numbers.Integral, but not a bool and not a numpy timedelta64."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_, np.timedelta64))
+
+
 def _real_scalar(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not is_real(value):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     value = float(value)
     if not np.isfinite(value):
@@ -99,10 +114,26 @@ def check_positive(name, value):
     return value
 
 
-def check_int(name, value, minimum=None):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+def check_choice(name, value, choices, expected=None):
+    """value must be one of the strings ``choices``: TypeError for a value that is not a
+    string (a numpy array of strings included), ValueError for another string; the
+    messages say ``name must be {expected}`` (default ``one of {choices}``)."""
+    expected = f"one of {tuple(choices)}" if expected is None else expected
+    if not isinstance(value, str):
+        text = repr(value)
+        text = text if len(text) <= 60 else text[:57] + "..."
+        raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {text}")
+    if value not in choices:
+        raise ValueError(f"{name} must be {expected}, got {value!r}")
+    return value
+
+
+def check_int(name, value, minimum=None, maximum=None):
+    if not is_integer(value):
         raise TypeError(f"{name} must be an int, got {type(value).__name__}")
     value = int(value)
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return value

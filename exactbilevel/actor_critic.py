@@ -53,7 +53,7 @@ import numpy as np
 
 from . import _actor_critic_kernels as K
 from . import schedules as sch
-from ._validation import _real_scalar, check_int
+from ._validation import _real_scalar, check_choice, check_int
 from .defaults import SCHEDULE_NAMES, default_schedules, problem_scales, time_scale_rates
 from .evaluation import policy_system
 from .gradients import _next_expectation, log_softmax, softmax_policy
@@ -64,6 +64,11 @@ from .rewards import GaussianGoalReward, LinearReward, TabularReward
 __all__ = ["ActorCriticConfig", "Resolution", "ScheduleWarning", "ActorCriticState", "expected_step", "SAMPLING", "ACTORS"]
 
 SAMPLING = ("iid", "markov")
+
+#: Largest steps, batch, log_every, logs_per_decade, fd_inner and linearize_every: 2^53, the
+#: integers float64 holds exactly (the schedules and logging points are computed in float64,
+#: the compiled loop counts in int64).
+MAX_COUNT = 2**53
 ACTORS = ("pg", "npg")
 
 
@@ -108,8 +113,8 @@ class ActorCriticConfig:
     the loop and all its points' diagnostics (151 points at S = 100: about 8 * 10^5 steps'
     worth); with a checkpoint every point waits for its diagnostics, which adds them.
 
-    Invalid (ValueError, here): steps <= 0, tau_k < 0, lam_k <= 0, a step size <= 0 on the
-    run.  Checked when the run starts (:meth:`resolve`), in unit-free form
+    Invalid (ValueError, here): steps <= 0, a count above ``MAX_COUNT`` = 2^53, tau_k < 0,
+    lam_k <= 0, a step size <= 0 on the run.  Checked when the run starts (:meth:`resolve`), in unit-free form
     (:func:`exactbilevel.defaults.time_scale_rates`: b = beta, a = alpha H tau,
     z = zeta lam H G sqrt(2) / L): the time-scale ordering b_k >= a_k >= z_k on the run
     (ValueError that says which schedule to change), and the conditions that hold only
@@ -139,23 +144,20 @@ class ActorCriticConfig:
     critic_init: float | None = None
 
     def __post_init__(self):
-        steps = check_int("steps", self.steps, minimum=1)
+        steps = check_int("steps", self.steps, minimum=1, maximum=MAX_COUNT)
         object.__setattr__(self, "steps", steps)
         for name in SCHEDULE_NAMES:
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, sch.as_schedule(name, getattr(self, name)))
-        if self.sampling not in SAMPLING:
-            raise ValueError(f"sampling must be one of {SAMPLING}, got {self.sampling!r}")
-        if self.actor not in ACTORS:
-            raise ValueError(f"actor must be one of {ACTORS}, got {self.actor!r}")
-        object.__setattr__(self, "batch", check_int("batch", self.batch, minimum=1))
-        log_every = max(1, steps // 100) if self.log_every is None else check_int("log_every", self.log_every, minimum=1)
+        check_choice("sampling", self.sampling, SAMPLING)
+        check_choice("actor", self.actor, ACTORS)
+        object.__setattr__(self, "batch", check_int("batch", self.batch, minimum=1, maximum=MAX_COUNT))
+        log_every = (max(1, steps // 100) if self.log_every is None
+                     else check_int("log_every", self.log_every, minimum=1, maximum=MAX_COUNT))
         object.__setattr__(self, "log_every", log_every)
-        if self.log_spacing not in ("linear", "geometric"):
-            raise ValueError(f"log_spacing must be 'linear' or 'geometric', got {self.log_spacing!r}")
-        object.__setattr__(self, "logs_per_decade", check_int("logs_per_decade", self.logs_per_decade, minimum=1))
-        object.__setattr__(self, "fd_inner", check_int("fd_inner", self.fd_inner, minimum=1))
-        object.__setattr__(self, "linearize_every", check_int("linearize_every", self.linearize_every, minimum=1))
+        check_choice("log_spacing", self.log_spacing, ("linear", "geometric"), "'linear' or 'geometric'")
+        for name in ("logs_per_decade", "fd_inner", "linearize_every"):
+            object.__setattr__(self, name, check_int(name, getattr(self, name), minimum=1, maximum=MAX_COUNT))
         object.__setattr__(self, "fd_step", _positive_number("fd_step", self.fd_step))
         if self.critic_init is not None:
             object.__setattr__(self, "critic_init", _finite_number("critic_init", self.critic_init))

@@ -35,6 +35,11 @@ from .mdp import TabularMDP
 __all__ = ["q_values", "bellman_operator", "policy_from_q"]
 
 
+def _check_in_range(what, value):
+    if not np.all(np.isfinite(value)):
+        raise ValueError(f"{what} is beyond the float64 range (an entry is inf or NaN); scale r and V down")
+
+
 def check_mdp(mdp):
     if not isinstance(mdp, TabularMDP):
         raise TypeError(
@@ -119,6 +124,7 @@ def q_values(mdp, r, V):
     """``Q = r + gamma * P V``, shape ``(S, A)``."""
     check_mdp(mdp)
     Q, _ = sweep(mdp, check_reward(mdp, r), check_values(mdp, V), 0.0)
+    _check_in_range("Q = r + gamma P V", Q)
     return Q
 
 
@@ -127,6 +133,7 @@ def bellman_operator(mdp, r, V, tau=0.0):
     """``(T_tau V)(s)``, shape ``(S,)``: the soft (tau > 0) or hard (tau = 0) Bellman operator."""
     check_mdp(mdp)
     _, TV = sweep(mdp, check_reward(mdp, r), check_values(mdp, V), check_tau(tau))
+    _check_in_range("T_tau V", TV)
     return TV
 
 

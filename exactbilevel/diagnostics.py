@@ -97,13 +97,14 @@ class Diagnostics:
         out["action_gap"] = G.action_gap(mdp, p.reward, x, solution=sol0)
         out["entropy_bound"] = tau * math.log(mdp.A) / (1 - g)
 
-        lp_phi, lp_th = G.log_softmax(state.phi), G.log_softmax(state.theta)
-        pi_phi, pi_th = np.exp(lp_phi), np.exp(lp_th)
+        # finite logits of any spread: tau log pi from the logits, and the products with pi
+        # (where pi = 0, tau log pi may be -inf) through G._policy_weighted
+        pi_phi, pi_th = np.exp(G.log_softmax(state.phi)), np.exp(G.log_softmax(state.theta))
         sys_phi, sys_th = policy_system(mdp, pi_phi), policy_system(mdp, pi_th)
         d_phi, d_th = G._state_occupancy(mdp, sys_phi), G._state_occupancy(mdp, sys_th)
         nu_phi, nu_th = d_phi[:, None] * pi_phi, d_th[:, None] * pi_th
-        V_phi, Q_phi, _, _ = G._evaluate(mdp, r, pi_phi, tau, lp_phi, sys_phi)
-        V_th, Q_th, _, _ = G._evaluate(mdp, r, pi_th, tau, lp_th, sys_th)
+        V_phi, Q_phi, _, _ = G._evaluate(mdp, r, pi_phi, tau, system=sys_phi)
+        V_th, Q_th, _, _ = G._evaluate(mdp, r, pi_th, tau, system=sys_th)
         out["critic_error_phi"] = float(np.sum(nu_phi * (state.Qphi - Q_phi) ** 2))
         out["critic_error_theta"] = float(np.sum(nu_th * (state.Qtheta - Q_th) ** 2))
         cost = np.ascontiguousarray(occupancy_cost(obj, x, pi_th, mdp))
@@ -112,11 +113,15 @@ class Diagnostics:
         out["critic_error_c"] = float(np.sum(nu_th * (state.Qc - Qc) ** 2))
         out["min_pi"] = float(pi_phi.min())
 
+        tau_lp_th = G._tau_log_softmax(state.theta, tau)
+
         def direction(Qt, Qcc):
             def adv(Q, t):
-                A = Q - t * lp_th
-                return A - np.sum(pi_th * A, axis=1, keepdims=True)
-            return nu_th * (adv(Qt, tau) / (1 - g) - adv(Qcc, 0.0) / lam)
+                A = Q - tau_lp_th if t > 0 else Q
+                return A - np.sum(G._policy_weighted(1.0, pi_th, A), axis=1, keepdims=True)
+            with np.errstate(over="ignore"):
+                D = adv(Qt, tau) / (1 - g) - adv(Qcc, 0.0) / lam
+            return G._policy_weighted(d_th[:, None], pi_th, D)
 
         out["critic_bias"] = float(np.linalg.norm(direction(state.Qtheta, state.Qc) - direction(Q_th, Qc)))
         Rg_phi, Rg_th = np.einsum("sad,sa->d", R, nu_phi), np.einsum("sad,sa->d", R, nu_th)

@@ -56,7 +56,7 @@ from ._validation import ConvergenceError, as_float_array, check_tau
 from .bellman import check_mdp, check_reward, stencil_policy_weights, sweep
 
 __all__ = ["evaluate", "occupancy", "PolicySystem", "policy_system", "clear_policy_systems", "policy_reward",
-           "DENSE_LU_MAX_STATES"]
+           "check_in_range", "DENSE_LU_MAX_STATES"]
 
 #: Largest S for which policy systems are solved by an LU factorization (dense or sparse).
 DENSE_LU_MAX_STATES = 3000
@@ -85,7 +85,8 @@ def check_policy(mdp, pi, name="pi"):
     if _kernels.policy_defects(pi, POLICY_SUM_TOL) == 0:
         return pi
     pi = as_float_array(name, pi, nonneg=True)
-    sums = pi.sum(axis=1)
+    with np.errstate(over="ignore"):
+        sums = pi.sum(axis=1)
     bad = np.flatnonzero(np.abs(sums - 1.0) > POLICY_SUM_TOL)
     if bad.size:
         s = int(bad[0])
@@ -556,7 +557,20 @@ def evaluate(mdp, r, pi, tau=0.0):
     r = check_reward(mdp, r)
     pi = check_policy(mdp, pi)
     tau = check_tau(tau)
-    return evaluate_unchecked(mdp, r, pi, tau)
+    V, Q = evaluate_unchecked(mdp, r, pi, tau)
+    check_in_range("V^pi or Q^pi", V, Q)
+    return V, Q
+
+
+def check_in_range(what, *values):
+    """ValueError unless every entry of ``values`` is finite: ``what``, computed from r, tau
+    and gamma, is beyond the float64 range."""
+    for v in values:
+        if not np.all(np.isfinite(v)):
+            raise ValueError(
+                f"{what} is beyond the float64 range (an entry is inf or NaN): the values' scale "
+                "(|r|_inf + tau log A) / (1 - gamma) is too large; scale r (or tau) down"
+            )
 
 
 def policy_reward(r, pi, tau):

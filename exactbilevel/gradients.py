@@ -55,10 +55,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _kernels, solvers
-from ._validation import as_float_array, check_tau
+from ._validation import as_float_array, check_choice, check_tau
 from .bellman import check_mdp, check_reward, sweep
-from .evaluation import check_policy, policy_reward, policy_system
-from .objectives import check_objective
+from .evaluation import check_in_range, check_policy, policy_reward, policy_system
+from .objectives import check_objective, finite_value
 
 __all__ = [
     "softmax_policy",
@@ -84,6 +84,11 @@ LOWER_RTOL = 1e-12
 
 def check_theta(mdp, theta, name="theta"):
     return as_float_array(name, theta, shape=(mdp.S, mdp.A))
+
+
+#: Shifted logits below -LOGIT_FLOOR / max(1, tau) are raised to it (:func:`_shifted_logits`):
+#: half the float64 range, so that tau log pi and the steps formed from it do not overflow.
+LOGIT_FLOOR = 0.5 * np.finfo(np.float64).max
 
 
 def _half_shifted(theta):
@@ -112,13 +117,36 @@ def log_softmax(theta):
 
 
 def _tau_log_softmax(theta, tau):
-    """``tau * log softmax(theta)`` as ``(2 tau) h - tau lse`` (h the half-shifted
+    """``tau * log softmax(theta)`` as ``2 (tau h) - tau lse`` (h the half-shifted
     logits): finite whenever the product is within the float64 range, also when
-    log softmax itself is not (tau < 1 and a spread beyond 1.8e308)."""
+    log softmax itself is not (tau < 1 and a spread beyond 1.8e308), and for any
+    finite tau where log pi = 0 (2 tau may overflow, tau h does not)."""
     h = _half_shifted(theta)
     lse = _log_sum_exp_shifted(h)
     with np.errstate(over="ignore"):
-        return (2.0 * tau) * h - tau * lse
+        return 2.0 * (tau * h) - tau * lse
+
+
+def _shifted_logits(theta, tau):
+    """``theta - max_a theta`` row by row (formed as ``2 h`` from the half-shifted logits h,
+    which is the plain difference wherever that neither overflows nor is subnormal), with every entry raised to at
+    least ``-max(LOGIT_FLOOR / max(1, tau), 1000)``: rows of finite logits of any spread
+    become finite logits (max 0) of the same softmax (a raised entry has probability 0
+    before and after: e^-1000 underflows), for which ``tau log softmax`` stays within the
+    float64 range unless tau exceeds about 1.8e305."""
+    h = _half_shifted(theta)
+    with np.errstate(over="ignore"):
+        z = 2.0 * h
+    return np.maximum(z, -max(LOGIT_FLOOR / max(1.0, tau), 1e3))
+
+
+def _policy_weighted(weight, pi, values):
+    """``weight * pi * values`` with 0 where pi = 0 (weight broadcast against pi).  Where a
+    probability underflowed to 0 its ``values`` may carry ``-tau log pi``, beyond the float64
+    range (+inf, so 0 * inf = NaN), but ``pi tau log pi -> 0``: the product is 0 there."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = weight * pi * values
+    return np.where(pi > 0.0, out, 0.0)
 
 
 def softmax_policy(theta):
@@ -133,19 +161,30 @@ def softmax_policy(theta):
     return np.exp(log_softmax(theta))
 
 
-def check_reward_model(reward, mdp, x, value=True):
+def check_reward_model(reward, mdp, x, value=True, name="x"):
     """Validate a reward object at x: returns ``(x, r_x (S, A), R_x (S, A, d))``
-    (r_x None without ``value``: callers that reuse a solution at x)."""
+    (r_x None without ``value``: callers that reuse a solution at x); ``name``: what
+    the messages call x."""
     for m in ("value", "jacobian"):
         if not callable(getattr(reward, m, None)):
             raise TypeError(
                 f"reward must have methods value(x) and jacobian(x) (e.g. eb.LinearReward); "
                 f"{type(reward).__name__} lacks {m}"
             )
-    x = as_float_array("x", x)
+    x = as_float_array(name, x)
     if x.ndim != 1 or x.size == 0:
-        raise ValueError(f"x must be a non-empty vector, shape (d,), got shape {x.shape}")
+        raise ValueError(f"{name} must be a non-empty vector, shape (d,), got shape {x.shape}")
     r = check_reward(mdp, reward.value(x), name="reward.value(x)") if value else None
+    if r is not None and r.size:
+        r_abs = float(np.abs(r).max())
+        with np.errstate(over="ignore"):
+            total = r_abs + r_abs / (1.0 - mdp.gamma)
+        if not np.isfinite(total):  # the values' scale and the solver's float64 floor overflow
+            raise ValueError(
+                f"reward.value(x) at {name} = {x} has |r_x|_inf = {r_abs:.3g}, whose values |r_x|_inf / (1 - gamma) "
+                f"(gamma = {mdp.gamma}) are beyond the float64 range; pass {name} (or a reward model) of a smaller "
+                "scale"
+            )
     R = as_float_array("reward.jacobian(x)", reward.jacobian(x), shape=(mdp.S, mdp.A, x.size))
     return x, r, R
 
@@ -161,15 +200,20 @@ def _check_positive_tau(tau, what):
 
 
 def lower_solve(mdp, r, tau, solution=None, V0=None):
-    """V*_tau to the accuracy of the module docstring, or ``solution`` after checking it."""
+    """V*_tau to the accuracy of the module docstring, or ``solution`` after checking it:
+    a SolveResult at this tau with V (S,), Q (S, A) finite and pi an (S, A) policy."""
     if solution is not None:
         if not isinstance(solution, solvers.SolveResult):
             raise TypeError(f"solution must be an eb.SolveResult from eb.solve, got {type(solution).__name__}")
-        if solution.tau != tau or solution.V.shape != (mdp.S,):
+        shapes = tuple(np.shape(getattr(solution, n)) for n in ("V", "Q", "pi"))
+        if solution.tau != tau or shapes != ((mdp.S,), (mdp.S, mdp.A), (mdp.S, mdp.A)):
             raise ValueError(
-                f"solution was computed for tau = {solution.tau} and S = {solution.V.shape[0]}, "
-                f"but tau = {tau} and S = {mdp.S} were asked; solve again or pass solution=None"
+                f"solution was computed for tau = {solution.tau} and (S, A) = {shapes[1]}, "
+                f"but tau = {tau} and (S, A) = ({mdp.S}, {mdp.A}) were asked; solve again or pass solution=None"
             )
+        for name in ("V", "Q"):
+            as_float_array(f"solution.{name}", getattr(solution, name))
+        check_policy(mdp, solution.pi, "solution.pi")
         return solution
     tol = solvers._Problem(mdp, r, tau, None).auto_tol(relative=LOWER_RTOL)
     return solvers.solve(mdp, r, tau, tol=tol, V0=V0)
@@ -177,12 +221,18 @@ def lower_solve(mdp, r, tau, solution=None, V0=None):
 
 # -- policy-level quantities ----------------------------------------------------
 
-def _evaluate(mdp, r, pi, tau, logpi=None, system=None):
-    """``(V, Q, Atilde, system)`` for validated inputs; ``logpi`` given when tau > 0."""
+def _evaluate(mdp, r, pi, tau, tau_logpi=None, system=None):
+    """``(V, Q, Atilde, system)`` for validated inputs; ``tau_logpi`` = tau log pi (S, A),
+    given when tau > 0 (from the logits: :func:`_tau_log_softmax`, where it may be -inf for
+    a probability 0, which makes Atilde +inf there); Atilde is None when tau > 0 without it."""
     system = policy_system(mdp, pi) if system is None else system
     V = system.solve(policy_reward(r, pi, tau))
     Q, _ = sweep(mdp, r, V, 0.0)
-    A = Q - V[:, None] if tau == 0.0 else Q - tau * logpi - V[:, None]
+    with np.errstate(over="ignore", invalid="ignore"):  # values near the float64 range: callers check
+        if tau == 0.0:
+            A = Q - V[:, None]
+        else:
+            A = None if tau_logpi is None else Q - tau_logpi - V[:, None]
     return V, Q, A, system
 
 
@@ -210,7 +260,12 @@ def expected_return(mdp, r, pi, tau=0.0):
     check_mdp(mdp)
     r, pi, tau = check_reward(mdp, r), check_policy(mdp, pi), check_tau(tau)
     system = policy_system(mdp, pi)
-    return float(mdp.rho @ system.solve(policy_reward(r, pi, tau)))
+    V = system.solve(policy_reward(r, pi, tau))
+    check_in_range("V^pi", V)
+    with np.errstate(over="ignore"):
+        J = float(mdp.rho @ V)
+    check_in_range("J_tau(pi)", J)
+    return J
 
 
 @_kernels.serial_when_small
@@ -222,7 +277,11 @@ def soft_advantage(mdp, r, pi, tau=0.0):
     """
     check_mdp(mdp)
     r, pi, tau = check_reward(mdp, r), check_policy(mdp, pi), check_tau(tau)
-    return _evaluate(mdp, r, pi, tau, _logpi(pi, tau))[2]
+    with np.errstate(over="ignore"):  # tau log pi beyond the float64 range: refused below
+        tau_logpi = None if tau == 0.0 else tau * _logpi(pi, tau)
+    V, Q, A, _ = _evaluate(mdp, r, pi, tau, tau_logpi)
+    check_in_range("Atilde^pi = Q^pi - tau log pi - V^pi", V, Q, A)
+    return A
 
 
 def _policy_gradient(mdp, r, theta, tau, natural):
@@ -231,7 +290,10 @@ def _policy_gradient(mdp, r, theta, tau, natural):
     system = policy_system(mdp, pi)
     V = system.solve(policy_reward(r, pi, tau))
     Q, _ = sweep(mdp, r, V, 0.0)
-    A = Q - V[:, None]
+    check_in_range("V^pi or Q^pi", V, Q)
+    with np.errstate(over="ignore", invalid="ignore"):
+        A = Q - V[:, None]
+    check_in_range("Q^pi - V^pi", A)
     if tau > 0.0:  # Atilde = Q - V - tau log pi, with tau log pi formed from the logits
         with np.errstate(over="ignore"):
             A = A - _tau_log_softmax(theta, tau)
@@ -242,17 +304,20 @@ def _policy_gradient(mdp, r, theta, tau, natural):
             s, a = (int(i) for i in np.argwhere(~np.isfinite(npg))[0])
             raise ValueError(
                 f"the natural policy gradient at theta[{s}, {a}] exceeds the float64 range: "
-                f"tau (max_a theta[{s}, a] - theta[{s}, {a}]) / (1 - gamma), with tau = {tau:g}, "
+                f"(Q - V - tau log pi) / (1 - gamma) with Q - V = {A[s, a] if tau == 0 else Q[s, a] - V[s]:g}, "
+                f"tau (max_a theta[{s}, a] - theta[{s}, {a}]), tau = {tau:g}, "
                 f"max {theta[s].max():g}, theta[{s}, {a}] = {theta[s, a]:g} and gamma = {mdp.gamma:g}, "
                 "is beyond 1.8e308; pass theta with a smaller spread in each row "
-                "(softmax(theta) is unchanged by adding a constant to a row)"
+                "(softmax(theta) is unchanged by adding a constant to a row), or r of a smaller scale"
             )
         return npg
     d = _state_occupancy(mdp, system)
     # pi * Atilde -> 0 where pi underflows to 0 (|pi Atilde| <= tau |pi log pi| + ... there)
-    with np.errstate(over="ignore", invalid="ignore"):
-        g = d[:, None] * pi * (A / (1.0 - mdp.gamma))
-    return np.where(pi > 0.0, g, 0.0)
+    with np.errstate(over="ignore"):
+        scaled = A / (1.0 - mdp.gamma)
+    g = _policy_weighted(d[:, None], pi, scaled)
+    check_in_range("the policy gradient d pi Atilde / (1 - gamma)", g)
+    return g
 
 
 @_kernels.serial_when_small
@@ -392,8 +457,7 @@ def hypergradient(mdp, reward, objective, x, tau, *, form="adjoint", solution=No
     check_objective(objective, mdp)
     x, r, R = check_reward_model(reward, mdp, x, value=solution is None)
     tau = _check_positive_tau(tau, "a hyper-gradient")
-    if form not in HYPERGRADIENT_FORMS:
-        raise ValueError(f"form must be one of {HYPERGRADIENT_FORMS}, got {form!r}")
+    check_choice("form", form, HYPERGRADIENT_FORMS)
     sol = lower_solve(mdp, r, tau, solution, V0)
     pi = np.array(sol.pi)
     g_pi = as_float_array("objective.grad_pi(x, pi)", objective.grad_pi(x, pi), shape=(mdp.S, mdp.A))
@@ -413,8 +477,9 @@ def hypergradient(mdp, reward, objective, x, tau, *, form="adjoint", solution=No
     grad = g_x + implicit
     if not full_output:
         return grad
-    return Hypergradient(grad=grad, phi=float(objective.value(x, pi)), grad_x_f=g_x, implicit=implicit,
-                         pi=pi, dpi_dx=dpi, form=form, solution=sol)
+    phi = finite_value("objective.value", objective.value(x, pi))
+    return Hypergradient(grad=grad, phi=phi, grad_x_f=g_x, implicit=implicit, pi=pi, dpi_dx=dpi, form=form,
+                         solution=sol)
 
 
 @_kernels.serial_when_small

@@ -53,7 +53,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import _real_scalar
+from ._validation import _real_scalar, check_choice
 from .bellman import check_mdp, check_reward
 from .gradients import lower_solve
 
@@ -138,8 +138,7 @@ def limit_policy(mdp, r, solution=None, tie_tol=None, rule="limit"):
     warm start or its tie-breaking.  The returned array is new (the caller
     owns it).
     """
-    if rule not in RULES:
-        raise ValueError(f"rule must be one of {RULES}, got {rule!r}")
+    check_choice("rule", rule, RULES)
     sol, tol = _inputs(mdp, r, solution, tie_tol)
     O = _optimal(np.asarray(sol.Q), tol)
     if rule == "uniform":

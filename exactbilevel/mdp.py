@@ -288,7 +288,8 @@ class TabularMDP:
                 raise ValueError(
                     f"P must have shape (S, A, S) with the same S first and last, got {P.shape}"
                 )
-            sums = P.sum(axis=2).ravel()
+            with np.errstate(over="ignore"):  # entries near the float64 range: a sum of inf, refused below
+                sums = P.sum(axis=2).ravel()
             if np.any(np.abs(sums - 1.0) > ROW_SUM_TOL):
                 s, a, tot = _first_bad_row(sums, A)
                 raise ValueError(
@@ -301,9 +302,11 @@ class TabularMDP:
             rho = np.full(S, 1.0 / S)
         else:
             rho = as_float_array("rho", rho, shape=(S,), nonneg=True).copy()
-            if abs(rho.sum() - 1.0) > ROW_SUM_TOL:
+            with np.errstate(over="ignore"):
+                total = rho.sum()
+            if abs(total - 1.0) > ROW_SUM_TOL:
                 raise ValueError(
-                    f"rho sums to {rho.sum()!r}, not 1 (tolerance {ROW_SUM_TOL}); "
+                    f"rho sums to {total!r}, not 1 (tolerance {ROW_SUM_TOL}); "
                     "pass a probability distribution over the S states, or None for uniform"
                 )
         rho.setflags(write=False)
@@ -335,7 +338,8 @@ class TabularMDP:
             raise ValueError("sparse P has a NaN or infinite entry; every entry must be finite")
         if data.size and data.min() < 0:
             raise ValueError(f"sparse P has a negative entry {data.min()!r}; every entry must be >= 0")
-        sums = np.asarray(P.sum(axis=1)).ravel()
+        with np.errstate(over="ignore"):
+            sums = np.asarray(P.sum(axis=1)).ravel()
         if np.any(np.abs(sums - 1.0) > ROW_SUM_TOL):
             s, a, tot = _first_bad_row(sums, A)
             raise ValueError(

@@ -58,6 +58,7 @@ __all__ = [
     "grad_theta",
     "occupancy_cost",
     "cost_of_policy_gradient",
+    "finite_value",
 ]
 
 
@@ -108,15 +109,26 @@ class _Quadratic:
             )
         return x - self.center
 
+    def _in_range(self, x, value, what):
+        if not np.all(np.isfinite(value)):
+            raise ValueError(f"x = {x} is so far from center that {what} is beyond the float64 range; "
+                             "pass x (or kappa) of a smaller scale")
+        return value
+
     def psi(self, x):
-        """``kappa/2 |x - center|^2``."""
-        z = self._diff(x)
-        return 0.5 * self.kappa * float(z @ z)
+        """``kappa/2 |x - center|^2`` (ValueError if beyond the float64 range)."""
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = self._diff(x)
+            value = 0.5 * self.kappa * float(z @ z)
+        return self._in_range(x, value, "kappa/2 |x - center|^2")
 
     def grad_x(self, x, pi):
-        """``kappa (x - center)``: pi enters f only through the occupancy term."""
+        """``kappa (x - center)``: pi enters f only through the occupancy term (ValueError if
+        beyond the float64 range)."""
         self._policy(pi)
-        return self.kappa * self._diff(x)
+        with np.errstate(over="ignore", invalid="ignore"):
+            g = self.kappa * self._diff(x)
+        return self._in_range(x, g, "kappa (x - center)")
 
     def _policy(self, pi):
         return check_policy(self.mdp, pi)
@@ -202,8 +214,10 @@ class DistributionMatchingObjective(_Quadratic):
     def __post_init__(self):
         check_mdp(self.mdp)
         target = as_float_array("target", self.target, shape=(self.mdp.S,), nonneg=True)
-        if abs(target.sum() - 1.0) > 1e-9:
-            raise ValueError(f"target must sum to 1 (a state distribution), got sum {target.sum()!r}")
+        with np.errstate(over="ignore"):
+            total = target.sum()
+        if abs(total - 1.0) > 1e-9:
+            raise ValueError(f"target must sum to 1 (a state distribution), got sum {total!r}")
         object.__setattr__(self, "target", _frozen(target))
         self._init_psi(self.kappa, self.center)
 
@@ -253,20 +267,7 @@ class CallableObjective:
         return _check_x(x), check_policy(self.mdp, pi)
 
     def value(self, x, pi):
-        raw = self.value_fn(*self._args(x, pi))
-        text = repr(raw)
-        text = text if len(text) <= 60 else text[:57] + "..."
-        try:
-            out = None if isinstance(raw, (str, bytes, bool, np.bool_)) or raw is None else np.asarray(raw)
-        except (ValueError, TypeError):  # e.g. a ragged list
-            out = None
-        if out is None or out.dtype.kind not in "iuf":
-            raise TypeError(f"value_fn must return a finite scalar (a float) for (x, pi), got {type(raw).__name__} "
-                            f"{text}; return e.g. float(...) of the objective's value")
-        if out.shape != () or not np.isfinite(out):
-            raise ValueError(f"value_fn must return a finite scalar (a float) for (x, pi), got {text}"
-                             + (f" of shape {out.shape}" if out.shape != () else ""))
-        return float(out)
+        return finite_value("value_fn", self.value_fn(*self._args(x, pi)))
 
     def grad_x(self, x, pi):
         x, pi = self._args(x, pi)
@@ -275,6 +276,26 @@ class CallableObjective:
     def grad_pi(self, x, pi):
         x, pi = self._args(x, pi)
         return as_float_array("grad_pi_fn(x, pi)", self.grad_pi_fn(x, pi), shape=(self.mdp.S, self.mdp.A))
+
+
+def finite_value(name, raw):
+    """``raw``, what ``name`` returned for (x, pi), as a finite float: TypeError unless it is a
+    real scalar (a bool, a string or None is not), ValueError unless it is finite and of shape ()."""
+    text = repr(raw)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    try:
+        out = None if isinstance(raw, (str, bytes, bool, np.bool_)) or raw is None else np.asarray(raw)
+    except (ValueError, TypeError):  # e.g. a ragged list
+        out = None
+    if out is None or out.dtype.kind not in "iuf":
+        raise TypeError(f"{name} must return a finite scalar (a float) for (x, pi), got {type(raw).__name__} "
+                        f"{text}; return e.g. float(...) of the objective's value")
+    with np.errstate(over="ignore"):  # a longdouble beyond the float64 range: inf, refused below
+        value = float(out) if out.shape == () else None
+    if value is None or not np.isfinite(value):
+        raise ValueError(f"{name} must return a finite scalar (a float) for (x, pi), got {text}"
+                         + (f" of shape {out.shape}" if out.shape != () else ""))
+    return value
 
 
 def check_objective(objective, mdp=None):

@@ -41,10 +41,10 @@ from ._validation import ConvergenceError, _real_scalar, as_float_array, check_i
 from .bellman import check_mdp
 from .evaluation import check_policy, policy_reward, policy_system
 from .gradients import (
-    _evaluate, _reward_gradient, _state_occupancy, check_reward_model, check_theta,
-    lower_solve, log_softmax,
+    _evaluate, _policy_weighted, _reward_gradient, _shifted_logits, _state_occupancy, _tau_log_softmax,
+    check_reward_model, check_theta, log_softmax, lower_solve,
 )
-from .objectives import check_objective, grad_theta
+from .objectives import check_objective, finite_value, grad_theta
 
 __all__ = ["value_penalty", "penalty_lagrangian", "Lagrangian", "penalized_policy", "PenalizedPolicy"]
 
@@ -87,11 +87,12 @@ class Lagrangian:
 
 
 def _parts(mdp, r, objective, x, theta, tau, sol):
-    """``(pi, Atilde, system, f, p)`` at theta, on validated inputs."""
-    logpi = log_softmax(theta)
-    pi = np.exp(logpi)
-    V, _, A, system = _evaluate(mdp, r, pi, tau, logpi if tau > 0 else None)
-    return pi, A, system, float(objective.value(x, pi)), float(mdp.rho @ (sol.V - V))
+    """``(pi, Atilde, system, f, p)`` at theta, on validated inputs.  tau log pi is formed
+    from the logits (finite logits of any spread): Atilde is finite where pi > 0 and may be
+    +inf where pi = 0 (tau log pi beyond the float64 range)."""
+    pi = np.exp(log_softmax(theta))
+    V, _, A, system = _evaluate(mdp, r, pi, tau, _tau_log_softmax(theta, tau) if tau > 0 else None)
+    return pi, A, system, finite_value("objective.value", objective.value(x, pi)), float(mdp.rho @ (sol.V - V))
 
 
 def _lagrangian(mdp, r, R, objective, x, theta, lam, tau, sol):
@@ -102,9 +103,10 @@ def _lagrangian(mdp, r, R, objective, x, theta, lam, tau, sol):
     g_pi = as_float_array("objective.grad_pi(x, pi)", objective.grad_pi(x, pi), shape=(mdp.S, mdp.A))
     g_x = as_float_array("objective.grad_x(x, pi)", objective.grad_x(x, pi), shape=(x.size,))
     grad_x = g_x + lam * (_reward_gradient(mdp, R, sol.pi) - _reward_gradient(mdp, R, pi, system))
-    grad_th = grad_theta(pi, g_pi) - lam / (1.0 - mdp.gamma) * d[:, None] * pi * A
-    q_f = np.divide(g_pi, d[:, None], out=np.zeros_like(g_pi), where=d[:, None] > 0)
-    step = A - (1.0 - mdp.gamma) * q_f / lam
+    grad_th = grad_theta(pi, g_pi) - _policy_weighted(lam / (1.0 - mdp.gamma) * d[:, None], pi, A)
+    with np.errstate(over="ignore", invalid="ignore"):  # beyond the float64 range: penalized_policy refuses it
+        q_f = np.divide(g_pi, d[:, None], out=np.zeros_like(g_pi), where=d[:, None] > 0)
+        step = A - (1.0 - mdp.gamma) * q_f / lam
     return Lagrangian(f + lam * p, f, p, grad_x, grad_th, pi), step
 
 
@@ -156,7 +158,12 @@ def penalized_policy(mdp, reward, objective, x, lam, tau, theta0=None, tol=1e-11
     """The penalized policy theta_lam(x) = argmin_theta L_{lam,tau}(x, theta) and grad ell(x).
 
     Algorithm and stopping rule in the module docstring; tau must be > 0 (at
-    tau = 0 the minimizer can be deterministic, with infinite logits).
+    tau = 0 the minimizer can be deterministic, with infinite logits).  ``theta0``:
+    starting logits, finite of any size (each row is shifted to max 0, and entries far
+    enough below it to have probability 0 are raised to ``-max(8.9e307 / max(1, tau), 1000)``,
+    so that tau log pi stays within the float64 range); None starts from Q*_tau / tau.
+    A logit step beyond the float64 range (a tiny tau or lam against the rewards' scale)
+    is a ValueError.
     Raises :class:`~exactbilevel.ConvergenceError` if the step does not fall
     below ``tol`` within ``max_iter`` updates.
     """
@@ -168,12 +175,24 @@ def penalized_policy(mdp, reward, objective, x, lam, tau, theta0=None, tol=1e-11
         raise ValueError("tau must be > 0 for penalized_policy: at tau = 0 the minimizer may need infinite logits")
     tol, max_iter = check_positive("tol", tol), check_int("max_iter", max_iter, minimum=1)
     sol = lower_solve(mdp, r, tau, solution)
-    theta = sol.Q / tau if theta0 is None else check_theta(mdp, theta0, "theta0")
-    theta = theta - theta.max(axis=1, keepdims=True)
+    if theta0 is None:  # Q*_tau / tau, shifted (the difference first: Q / tau may overflow for a tiny tau)
+        with np.errstate(over="ignore"):
+            theta = (sol.Q - sol.Q.max(axis=1, keepdims=True)) / tau
+    else:
+        theta = check_theta(mdp, theta0, "theta0")
+    theta = _shifted_logits(theta, tau)
     cur, step = _lagrangian(mdp, r, R, objective, x, theta, lam, tau, sol)
     eta, it = 1.0, 0
     while True:
-        delta = step / tau
+        with np.errstate(over="ignore", invalid="ignore"):
+            delta = step / tau
+        if not np.all(np.isfinite(delta)):
+            s, a = (int(i) for i in np.argwhere(~np.isfinite(delta))[0])
+            raise ValueError(
+                f"penalized_policy: the logit step at [{s}, {a}], (Atilde - (1 - gamma) q_f / lam) / tau with "
+                f"tau = {tau:g} and lam = {lam:g}, is beyond the float64 range; use a larger tau or lam, "
+                "or rewards and an objective of a smaller scale"
+            )
         delta = delta - np.sum(cur.pi * delta, axis=1, keepdims=True)
         size = float(np.abs(delta).max())
         if size <= tol or it >= max_iter:

@@ -54,7 +54,7 @@ class BilevelProblem:
     def __post_init__(self):
         check_mdp(self.mdp)
         check_objective(self.objective, self.mdp)
-        x0, _, _ = check_reward_model(self.reward, self.mdp, self.x0)
+        x0, _, _ = check_reward_model(self.reward, self.mdp, self.x0, name="x0")
         x0 = x0.copy()  # as_float_array may return the caller's array itself: never freeze it
         d = x0.size
         if self.bounds is None:

@@ -77,7 +77,6 @@ powers of k) and prints them beside the slope.
 from __future__ import annotations
 
 import math
-import numbers
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -85,7 +84,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from ._validation import as_float_array, check_positive
+from ._validation import as_float_array, check_positive, is_real
 
 __all__ = ["RateFit", "SlopeStability", "Verdict", "fit_rate", "rate_table", "slope_stability", "verdict"]
 
@@ -112,7 +111,7 @@ def _fmt_k(k):
 
 
 def _real(name, value, expected):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if not is_real(value):
         raise TypeError(f"{name} must be {expected}, got {type(value).__name__} {value!r}")
     value = float(value)
     if math.isnan(value):
@@ -246,8 +245,9 @@ def _prepare(k, values, floor_ok=True):
                          f"(relative difference {np.expm1(gaps[i]):.2g} < {_LOG_K_GAP:g}), which would make the "
                          "slopes divide by their tiny difference; merge them (e.g. average their values) or drop one")
     v = as_float_array("values", values)
-    if v.ndim not in (1, 2) or v.shape[-1] != k.shape[0]:
-        raise ValueError(f"values must have shape ({k.shape[0]},) or (n_seeds, {k.shape[0]}) to match k, got {v.shape}")
+    if v.ndim not in (1, 2) or v.shape[-1] != k.shape[0] or v.size == 0:
+        raise ValueError(f"values must have shape ({k.shape[0]},) or (n_seeds, {k.shape[0]}) with n_seeds >= 1 "
+                         f"to match k, got {v.shape}")
     return k, np.atleast_2d(v)
 
 
@@ -262,7 +262,7 @@ def _pair(name, value, what):
 
 
 def _check_level(level):
-    if isinstance(level, bool) or not isinstance(level, numbers.Real) or not 0.0 < level < 1.0:
+    if not is_real(level) or not 0.0 < level < 1.0:
         raise ValueError(f"level must be a number in (0, 1), got {level!r}")
     return float(level)
 
@@ -491,7 +491,7 @@ def slope_stability(k, values, decades=1.5, *, ends=None, level=0.95, floor=None
     for s, e in zip(starts, end_idx):
         if e - s + 1 < 3:
             raise ValueError(f"the window [{_fmt_k(k[s])}, {_fmt_k(k[e])}] has {e - s + 1} logging points; "
-                             "the fit needs at least 3: log more points per decade")
+                             "the fit needs at least 3: log more points per decade, or pass a larger decades")
     lo, hi = min(starts), max(end_idx)
     y = np.log(_clip_positive(v[:, lo:hi + 1], k[lo:hi + 1], floor))
     x = np.log(k[lo:hi + 1])

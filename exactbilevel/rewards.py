@@ -72,8 +72,15 @@ class LinearReward:
         return self.Psi.shape[2]
 
     def value(self, x) -> np.ndarray:
-        """``r_x = Psi @ x``, shape ``(S, A)``."""
-        return self.Psi @ _check_x(x, self.d)
+        """``r_x = Psi @ x``, shape ``(S, A)``; ValueError if an entry is beyond the float64 range."""
+        x = _check_x(x, self.d)
+        with np.errstate(over="ignore", invalid="ignore"):
+            r = self.Psi @ x
+        if not np.all(np.isfinite(r)):
+            s, a = (int(i) for i in np.argwhere(~np.isfinite(r))[0])
+            raise ValueError(f"x = {x} gives the reward r_x[{s}, {a}] = Psi[{s}, {a}] @ x beyond the float64 range; "
+                             "pass x (or Psi) of a smaller scale")
+        return r
 
     def jacobian(self, x) -> np.ndarray:
         """``Psi``, shape ``(S, A, d)`` (read-only; x is only validated)."""

@@ -58,7 +58,7 @@ import numpy as np
 import scipy.optimize
 import tqdm
 
-from ._validation import ConvergenceError
+from ._validation import ConvergenceError, check_choice, is_integer
 from .actor_critic import (
     ActorCriticConfig, ActorCriticState, compiled_model, learner_steps, run_actor_critic, transition_sampler,
 )
@@ -68,7 +68,7 @@ from .gradients import hypergradient, lower_solve, softmax_policy
 from .objectives import OccupancyObjective, occupancy_cost
 from .penalty import penalized_policy
 from .problem import BilevelProblem
-from .trace import TraceBuilder, run_metadata
+from .trace import TraceBuilder, _column, run_metadata
 
 __all__ = ["run", "METHODS"]
 
@@ -271,7 +271,12 @@ def _check_metrics(metrics, names):
         raise TypeError(f"metrics must be a dict name -> callable(state), got {type(metrics).__name__}")
     for name, fn in metrics.items():
         if not isinstance(name, str) or name in names:
-            raise ValueError(f"metric name {name!r} must be a str and not one of the trace's columns {names}")
+            raise ValueError(f"metrics: the metric name {name!r} must be a str and not one of the trace's columns "
+                             f"{names}")
+        try:
+            _column(name, [0.0])
+        except ValueError as exc:
+            raise ValueError(f"metrics: {exc}") from None
         if not callable(fn):
             raise TypeError(f"metrics[{name!r}] must be callable(state) -> number or array, got {type(fn).__name__}")
     return dict(metrics)
@@ -300,12 +305,24 @@ def _check_seed(seed):
         key = [int(v) for v in seed.spawn_key]
         return seed, {"entropy": int(seed.entropy) if np.isscalar(seed.entropy) else [int(v) for v in seed.entropy],
                       "spawn_key": key}
-    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)):
+    if not is_integer(seed):
         raise TypeError(f"seed must be an integer >= 0, a numpy.random.SeedSequence or a numpy.random.Generator, "
                         f"got {type(seed).__name__} {seed!r}")
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}; numpy seeds are non-negative integers")
     return int(seed), int(seed)
+
+
+def _check_checkpoint(path):
+    """The checkpoint path as a Path: a str or os.PathLike naming a file (not a folder), without NUL."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"checkpoint must be a path (a str or os.PathLike) or None, got {type(path).__name__}")
+    path = Path(path)
+    if "\0" in str(path):
+        raise ValueError("checkpoint contains a NUL character; give the path of a file")
+    if path.is_dir():
+        raise ValueError(f"checkpoint {path} is a folder; give the path of a file in it, e.g. {path / 'run.ckpt.npz'}")
+    return path
 
 
 def run(problem, config, seed=0, method="actor_critic", checkpoint=None, metrics=None, progress=False):
@@ -339,8 +356,7 @@ def run(problem, config, seed=0, method="actor_critic", checkpoint=None, metrics
         raise TypeError(f"problem must be an eb.BilevelProblem, got {type(problem).__name__}")
     if not isinstance(config, ActorCriticConfig):
         raise TypeError(f"config must be an eb.ActorCriticConfig, got {type(config).__name__}")
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    check_choice("method", method, METHODS)
     seed, seed_record = _check_seed(seed)
     if method not in ("hypergradient", "nested_penalty"):
         compiled_model(problem)  # a model the compiled loop cannot run is refused before anything else
@@ -360,7 +376,7 @@ def run(problem, config, seed=0, method="actor_critic", checkpoint=None, metrics
         if not sampled or isinstance(seed, np.random.Generator):
             raise ValueError("checkpoint needs a sampled method (actor_critic, partial_sgd) and an integer seed "
                              "or a SeedSequence (a Generator's state is the caller's)")
-        checkpoint = Path(checkpoint)
+        checkpoint = _check_checkpoint(checkpoint)
     run_id = json.dumps(dict(config.as_dict(), method=method, seed=seed_record, metrics=sorted(metrics)),
                         sort_keys=True)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)

@@ -26,39 +26,50 @@ Shapes: ``k`` is (n,), strictly increasing non-negative integers starting at 0 (
 ``k`` column of a :class:`~exactbilevel.trace.Trace`); ``values`` has n entries along
 ``axis`` (default 0, the Trace convention: ``trace["x"]`` is (n, d); use ``axis=-1``
 for a stack (n_seeds, n) of seeds).  The result is a new float64 array of the shape of
-``values``; NaN in ``values`` propagates to every later entry.  The inputs are not changed.
+``values``; NaN in ``values`` propagates to every later entry, and so do an infinity and a
+sum beyond the float64 range (as inf or NaN, without a warning).  The inputs are not changed.
 """
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
+
+from ._validation import is_integer
 
 __all__ = ["running_mean", "running_min"]
 
 
+def _array(name, value):
+    try:
+        return np.asarray(value)
+    except (TypeError, ValueError) as exc:  # ragged nested lists and the like
+        raise TypeError(f"{name} must be a numeric array: {exc}") from None
+
+
 def _check(k, values, axis):
-    k_arr = np.asarray(k)
+    k_arr = _array("k", k)
     if k_arr.ndim != 1 or k_arr.size == 0:
         raise ValueError(f"k must be a non-empty 1-D array of logging steps, got shape {k_arr.shape}")
-    if not (np.issubdtype(k_arr.dtype, np.integer) or (np.issubdtype(k_arr.dtype, np.floating)
-                                                       and np.all(k_arr == np.round(k_arr)))):
+    if not (k_arr.dtype.kind in "iu" or (k_arr.dtype.kind == "f" and np.all(np.isfinite(k_arr))
+                                         and np.all(k_arr == np.round(k_arr)))):
         raise TypeError(f"k must hold integers (the logging steps), got dtype {k_arr.dtype}")
+    if float(k_arr.max()) >= 2.0**63:
+        raise ValueError(f"k must hold logging steps below 2^63, got {k_arr.max()!r}")
     k_arr = k_arr.astype(np.int64)
     if k_arr[0] != 0:
         raise ValueError(f"k must start at 0 (the running quantities start at the first step), got k[0] = {k_arr[0]}")
     if np.any(np.diff(k_arr) <= 0):
         i = int(np.flatnonzero(np.diff(k_arr) <= 0)[0])
         raise ValueError(f"k must be strictly increasing, got k[{i}] = {k_arr[i]} >= k[{i + 1}] = {k_arr[i + 1]}")
-    v = np.asarray(values)
-    if v.dtype == object or not (np.issubdtype(v.dtype, np.number) or v.dtype == bool):
-        raise TypeError(f"values must be a numeric array, got dtype {v.dtype}")
-    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral) or not -v.ndim <= axis < max(v.ndim, 1):
+    v = _array("values", values)
+    if v.dtype.kind not in "biuf":
+        raise TypeError(f"values must be a real numeric array (bool, int or float), got dtype {v.dtype}")
+    if not is_integer(axis) or not -v.ndim <= axis < max(v.ndim, 1):
         raise ValueError(f"axis must be an int in [-{v.ndim}, {v.ndim}) for values of shape {v.shape}, got {axis!r}")
     if v.ndim == 0 or v.shape[axis] != k_arr.size:
         raise ValueError(f"values must have len(k) = {k_arr.size} entries along axis {axis}, got shape {v.shape}")
-    return k_arr, np.moveaxis(v.astype(np.float64), axis, 0)
+    with np.errstate(over="ignore"):  # a longdouble beyond the float64 range: inf
+        return k_arr, np.moveaxis(v.astype(np.float64), axis, 0)
 
 
 def running_mean(k, values, axis=0):
@@ -67,10 +78,11 @@ def running_mean(k, values, axis=0):
     the formula, its exactness and error bound); NaN at K = 0.  Same shape as ``values``."""
     k, v = _check(k, values, axis)
     n = (np.diff(k).astype(np.float64)).reshape((-1,) + (1,) * (v.ndim - 1))
-    pieces = n * v[:-1] + 0.5 * (n - 1.0) * (v[1:] - v[:-1])
     out = np.empty_like(v)
     out[0] = np.nan
-    out[1:] = np.cumsum(pieces, axis=0) / k[1:].astype(np.float64).reshape(n.shape)
+    with np.errstate(over="ignore", invalid="ignore"):  # values near the float64 range: inf or NaN, as documented
+        pieces = n * v[:-1] + 0.5 * (n - 1.0) * (v[1:] - v[:-1])
+        out[1:] = np.cumsum(pieces, axis=0) / k[1:].astype(np.float64).reshape(n.shape)
     return np.moveaxis(out, 0, axis)
 
 

@@ -158,6 +158,11 @@ FORCING = 0.01
 DEFAULT_TOL = 1e-10
 
 _EPS = np.finfo(np.float64).eps
+
+#: A warm start V0 may have entries of size up to ``(1 - gamma) V0_MAX``, an eighth of the
+#: float64 range times 1 - gamma: the sweeps add and subtract values of its size and the
+#: midrange corrections scale its span by 1 / (1 - gamma).
+V0_MAX = 0.125 * np.finfo(np.float64).max
 _ANDERSON_MEMORY = 5
 
 
@@ -271,12 +276,14 @@ class _Problem:
         by the model's row sums (no further sweep)."""
         d = TV - V
         shift = 0.5 * (d.max() + d.min()) / (1.0 - self.gamma)
+        size = float(np.abs(V).max())  # the shifted Q keeps the rounding of Q at V, of this size
         V = V + shift
         Q = Q.copy()
         TV = np.empty_like(V)
         _kernels.shift_q(Q, self.mdp.row_sums, self.gamma * shift, self.tau, TV)
         residual = float(np.abs(TV - V).max())
-        bound = min(bound, residual / (1.0 - self.gamma) + self.allowance(np.abs(V).max()))
+        size = max(size, float(np.abs(V).max()))
+        bound = min(bound, residual / (1.0 - self.gamma) + self.allowance(size))
         pi = greedy(Q, self.tau)
         for arr in (V, Q, pi):
             arr.setflags(write=False)
@@ -453,7 +460,8 @@ def solve(mdp, r, tau=0.0, method="auto", tol=None, V0=None, max_iter=None, rais
         gamma = 0.999): a tolerance float64 can certify on every problem whose
         floor is finite (ValueError when the values' scale is beyond float64).  ``result.converged`` and the error
         bound refer to the tolerance used.
-    V0 : (S,) array, optional warm start (default zeros).
+    V0 : (S,) array, optional warm start (default zeros), finite with entries of size at most
+        ``(1 - gamma) V0_MAX``, ``V0_MAX`` = 2.2e307 (an eighth of the float64 range).
     max_iter : int, optional; default ``ceil(40 / (1 - gamma)) + 1000`` sweeps for
         value iteration, Anderson and modified policy iteration, 500 policy
         evaluations for policy iteration.
@@ -474,6 +482,13 @@ def solve(mdp, r, tau=0.0, method="auto", tol=None, V0=None, max_iter=None, rais
     if name not in METHODS:
         raise ValueError(f"method must be one of {METHODS} (or aliases {tuple(_ALIASES)}), got {method!r}")
     V = np.zeros(mdp.S) if V0 is None else as_float_array("V0", V0, shape=(mdp.S,)).copy()
+    if V0 is not None and V.size and np.abs(V).max() > (1.0 - mdp.gamma) * V0_MAX:
+        raise ValueError(
+            f"V0 has an entry of size {np.abs(V).max():.3g}, beyond (1 - gamma) V0_MAX = "
+            f"{(1.0 - mdp.gamma) * V0_MAX:.3g} (gamma = {mdp.gamma}: beyond it the sweeps and their midrange "
+            "corrections, of size |V0| / (1 - gamma), would overflow); pass a warm start of the size of the values, "
+            "or V0=None"
+        )
     prob = _Problem(mdp, r, tau, tol)
     if tol is None:
         tol = prob.tol = prob.auto_tol(absolute=DEFAULT_TOL)
@@ -485,8 +500,8 @@ def solve(mdp, r, tau=0.0, method="auto", tol=None, V0=None, max_iter=None, rais
             f"(|r|_inf = {prob.r_abs:.3g}, gamma = {mdp.gamma}); pass tol >= {2 * floor:.2g}"
         )
     sweeps = int(np.ceil(40.0 / (1.0 - mdp.gamma))) + 1000
-    if max_iter is not None:
-        max_iter = check_int("max_iter", max_iter, minimum=1)
+    if max_iter is not None:  # beyond 2^62 it is unlimited in practice, and fits the compiled loops' int64
+        max_iter = min(check_int("max_iter", max_iter, minimum=1), 2**62)
     if name == "value_iteration":
         res = _value_iteration(prob, V, max_iter or sweeps)
     elif name == "anderson":

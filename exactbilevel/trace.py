@@ -75,7 +75,10 @@ def _column(name, value):
                          f"not one of {sorted(_RESERVED)}")
     if isinstance(value, (str, bytes)) or value is None:
         raise TypeError(f"column {name!r} must be a numeric array, got {type(value).__name__}")
-    arr = np.asarray(value)
+    try:
+        arr = np.asarray(value)
+    except (TypeError, ValueError) as exc:  # ragged nested lists and the like
+        raise TypeError(f"column {name!r} must be a numeric array: {exc}") from None
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"column {name!r} must have a bool, int or float dtype, got {arr.dtype}")
     if arr.ndim == 0:

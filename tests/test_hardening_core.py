@@ -396,6 +396,137 @@ def test_natural_policy_gradient_beyond_range_is_a_clear_error():
         eb.natural_policy_gradient(mdp, r, EXTREME, 0.1)
 
 
+def _penalty_problem():
+    """The MDP of _three_state_mdp with a linear reward (d = 2) and an occupancy objective."""
+    mdp, _ = _three_state_mdp()
+    rng = np.random.default_rng(8)
+    reward = eb.LinearReward(rng.standard_normal((3, 2, 2)))
+    obj = eb.OccupancyObjective(mdp, rng.standard_normal((3, 2)), kappa=0.1)
+    return mdp, reward, obj, np.array([0.3, -0.2])
+
+
+@pytest.mark.parametrize("tau", [0.0, 1e-8, 0.1, 10.0])
+def test_penalty_lagrangian_extreme_logits(tau):
+    """Logits +-1e308 (spread 2e308, beyond float64: log pi = -inf there): L and its gradients
+    are finite, without a warning, and equal the independent formulas at the same policy:
+    f = objective.value, p = value_penalty, grad_x = grad_x f + lam (grad J* - grad J)
+    (optimal_return_gradient, return_gradient) and grad_theta = pi (g - <pi, g>) - lam dJ/dtheta
+    (policy_gradient, itself checked at these logits above)."""
+    import warnings
+
+    from exactbilevel.objectives import grad_theta
+
+    mdp, reward, obj, x = _penalty_problem()
+    lam = 5.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        L = eb.penalty_lagrangian(mdp, reward, obj, x, EXTREME, lam, tau)
+    pi = eb.softmax_policy(MODERATE)
+    np.testing.assert_array_equal(L.pi, pi)
+    for v in (L.value, L.f, L.penalty, L.grad_x, L.grad_theta):
+        assert np.all(np.isfinite(v))
+    assert L.f == pytest.approx(obj.value(x, pi), rel=1e-12)
+    assert L.penalty == pytest.approx(eb.value_penalty(mdp, reward, x, pi, tau), rel=1e-9, abs=1e-12)
+    grad_x = obj.grad_x(x, pi) + lam * (eb.optimal_return_gradient(mdp, reward, x, tau)
+                                        - eb.return_gradient(mdp, reward, x, pi))
+    np.testing.assert_allclose(L.grad_x, grad_x, rtol=1e-9, atol=1e-9)
+    want = grad_theta(pi, obj.grad_pi(x, pi)) - lam * eb.policy_gradient(mdp, reward.value(x), EXTREME, tau)
+    np.testing.assert_allclose(L.grad_theta, want, rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("tau", [1e-3, 0.1, 10.0])
+def test_penalty_lagrangian_tiny_probability_against_mpmath(tau):
+    """A row with logits (0, -700) (pi = e^-700 / (1 + e^-700) ~ 1e-304, not 0) beside rows of
+    spread 2e308: the theta gradient of the tiny entry, -lam/(1 - gamma) d pi Atilde + pi (g - <pi, g>)
+    with Atilde = Q - V - tau log pi, against mpmath (50 digits) for pi and pi log pi."""
+    import mpmath
+
+    mpmath.mp.dps = 50
+    mdp, reward, obj, x = _penalty_problem()
+    lam = 5.0
+    theta = np.array([[1e308, -1e308], [0.0, -700.0], [-1e308, 0.0]])
+    L = eb.penalty_lagrangian(mdp, reward, obj, x, theta, lam, tau)
+    p_mp = mpmath.exp(-700) / (1 + mpmath.exp(-700))
+    assert float(p_mp) > 0 and L.pi[1, 1] == pytest.approx(float(p_mp), rel=1e-13)
+    pi = np.array(L.pi)
+    _, Q = eb.evaluate(mdp, reward.value(x), pi, tau)
+    V = eb.evaluate(mdp, reward.value(x), pi, tau)[0]
+    d, _ = eb.occupancy(mdp, pi)
+    g = obj.grad_pi(x, pi)
+    # pi Atilde = pi (Q - V) - tau pi log pi, and pi (g - <pi, g>), in mpmath
+    pi_row = [1 / (1 + mpmath.exp(-700)), p_mp]
+    mean_g = sum(p * mpmath.mpf(float(g[1, a])) for a, p in enumerate(pi_row))
+    atilde_term = p_mp * (mpmath.mpf(float(Q[1, 1])) - mpmath.mpf(float(V[1]))) - tau * p_mp * mpmath.log(p_mp)
+    want = -lam / (1 - mdp.gamma) * mpmath.mpf(float(d[1])) * atilde_term + p_mp * (mpmath.mpf(float(g[1, 1])) - mean_g)
+    assert L.grad_theta[1, 1] == pytest.approx(float(want), rel=1e-9)
+    assert np.all(np.isfinite(L.grad_theta)) and np.all(L.grad_theta[[0, 2], [1, 0]] == 0.0)
+
+
+@pytest.mark.parametrize("tau", [0.1, 10.0])
+def test_penalized_policy_from_extreme_theta0(tau):
+    """theta0 of spread 2e308 (shifted rows would be -2e308: beyond float64) converges, without a
+    warning, to the minimizer reached from the same policy's moderate logits and from the default start."""
+    import warnings
+
+    mdp, reward, obj, x = _penalty_problem()
+    lam = 50.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        a = eb.penalized_policy(mdp, reward, obj, x, lam, tau, theta0=EXTREME)
+    b = eb.penalized_policy(mdp, reward, obj, x, lam, tau, theta0=MODERATE)
+    c = eb.penalized_policy(mdp, reward, obj, x, lam, tau)
+    for other in (b, c):
+        assert a.ell == pytest.approx(other.ell, rel=1e-10, abs=1e-12)
+        np.testing.assert_allclose(a.pi, other.pi, atol=1e-9)
+        np.testing.assert_allclose(a.grad_ell, other.grad_ell, rtol=1e-7, atol=1e-9)
+    assert np.all(np.isfinite(a.theta)) and a.theta.max() == 0.0
+
+
+@pytest.mark.parametrize("tau", [0.0, 0.1, 10.0])
+def test_diagnostics_extreme_logits(tau):
+    """phi and theta of spread 2e308: every quantity equals the one at the same policies' moderate
+    logits (NaN exactly where that is NaN: the tau = 0 entries), without a warning; critic_bias
+    also against its formula with log pi of the policy, pi log pi = 0 where pi = 0."""
+    import warnings
+
+    from exactbilevel.actor_critic import ActorCriticState
+    from exactbilevel.diagnostics import Diagnostics
+
+    mdp, reward, obj, x = _penalty_problem()
+    prob = eb.BilevelProblem(mdp, reward, obj, x)
+    lam, g = 20.0, mdp.gamma
+    rng = np.random.default_rng(1)
+    critics = [rng.standard_normal((3, 2)) for _ in range(3)]
+    extreme = ActorCriticState(x.copy(), EXTREME.copy(), EXTREME.copy(), *[c.copy() for c in critics])
+    moderate = ActorCriticState(x.copy(), MODERATE.copy(), MODERATE.copy(), *[c.copy() for c in critics])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got = Diagnostics(prob)(extreme, tau, lam)
+    want = Diagnostics(prob)(moderate, tau, lam)
+    for name, value in got.items():
+        if np.isnan(want[name]):
+            assert np.isnan(value), name
+        else:
+            assert value == pytest.approx(want[name], rel=1e-7, abs=1e-9), name
+    assert np.isfinite(got["critic_bias"]) and np.isfinite(got["kkt_residual"])
+    # critic_bias from its formula: D(Q) = d pi (Ahat(Q, tau) / (1 - gamma) - Ahat(Qc, 0) / lam)
+    pi = eb.softmax_policy(MODERATE)
+    r = reward.value(x)
+    Q_th = eb.evaluate(mdp, r, pi, tau)[1]
+    Qc = eb.evaluate(mdp, obj.cost, pi, 0.0)[1]
+    d, _ = eb.occupancy(mdp, pi)
+    logpi = np.log(np.where(pi > 0, pi, 1.0))
+
+    def D(Qt, Qcc):
+        def adv(Q, t):
+            A = Q - t * logpi
+            return A - np.sum(pi * A, axis=1, keepdims=True)
+        return d[:, None] * pi * (adv(Qt, tau) / (1 - g) - adv(Qcc, 0.0) / lam)
+
+    bias = float(np.linalg.norm(D(critics[0], critics[2]) - D(Q_th, Qc)))
+    assert got["critic_bias"] == pytest.approx(bias, rel=1e-9)
+
+
 # --------------------------------------------------------------------------- default tolerance
 
 import math  # noqa: E402

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import scipy.sparse as sp
 
-from .._validation import check_gamma, check_int
+from .._validation import check_gamma, check_int, is_integer
 from ..mdp import TabularMDP
 
 __all__ = ["random_mdp"]
@@ -33,7 +31,7 @@ def _finish(P, gamma, rho, sparse):
 def _rng(seed):
     if isinstance(seed, np.random.Generator):
         return seed
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+    if not is_integer(seed):
         raise TypeError(f"seed must be an int or a numpy.random.Generator, got {type(seed).__name__}")
     if seed < 0:
         raise ValueError(f"seed must be >= 0, got {seed}")

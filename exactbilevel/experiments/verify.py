@@ -177,7 +177,8 @@ class Verify:
         need(self, self.decades >= 1.5, "decades", ">= 1.5 (a shorter window cannot tell a rate from noise)")
         need(self, 0 <= self.margin < 0.5, "margin", "in [0, 0.5)")
         need(self, self.max_reward_ratio > 0, "max_reward_ratio", "> 0")
-        need(self, self.kappa >= 0 and self.mdp_seed >= 0, "kappa", ">= 0 (and mdp_seed >= 0)")
+        need(self, self.kappa >= 0, "kappa", ">= 0")
+        need(self, self.mdp_seed >= 0, "mdp_seed", "an integer >= 0 (a numpy seed)")
         need(self, all(z >= 0 for z in self.sweep_zeta_decay), "sweep_zeta_decay", "exponents >= 0")
         for key in ("steps", "sweep_steps", "sweep_exact_steps"):
             span = math.log10(getattr(self, key)) if getattr(self, key) > 0 else 0.0

@@ -1,11 +1,17 @@
 """Test helpers for exactbilevel and for code built on it.
 
-Three modules:
+Four modules:
 
 :mod:`exactbilevel.testing.strategies`
     Hypothesis strategies drawing tabular MDPs (dense and sparse), rewards,
     values, policies and entropy weights.  Importing it needs ``hypothesis``
     (the ``test`` extra); the rest of exactbilevel never imports hypothesis.
+
+:mod:`exactbilevel.testing.malformed`
+    Hypothesis strategies of malformed input (arrays, scalars, distributions,
+    policies, calls of every public function with one argument malformed,
+    configuration files of the command line) and :func:`check_error_contract`,
+    the error contract they test.  Also needs ``hypothesis``.
 
 :mod:`exactbilevel.testing.checks`
     :func:`check_unbiased` (a statistical test that a stochastic estimator's
@@ -32,19 +38,20 @@ Example
 >>> check()
 
 ``reference`` and ``checks`` are imported eagerly (it needs only numpy and scipy);
-``strategies`` is imported on first attribute access, so that
+``strategies`` and ``malformed`` are imported on first attribute access, so that
 ``import exactbilevel.testing`` works without hypothesis installed.
 """
 
 from . import checks, reference
 from .checks import GradientReport, UnbiasedReport, check_gradient, check_unbiased
 
-__all__ = ["reference", "strategies", "checks", "check_unbiased", "check_gradient", "UnbiasedReport", "GradientReport"]
+__all__ = ["reference", "strategies", "malformed", "checks", "check_unbiased", "check_gradient", "UnbiasedReport",
+           "GradientReport"]
 
 
 def __getattr__(name):
-    if name == "strategies":
+    if name in ("strategies", "malformed"):
         import importlib
 
-        return importlib.import_module(".strategies", __name__)
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
