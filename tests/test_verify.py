@@ -165,3 +165,16 @@ def test_a_bending_curve_is_not_stable():
     last = [r for r in rows if r.quantity == "grad_phi_norm2" and r.form == "last iterate"][0]
     assert not last.stable and "has not stabilized" in last.diagnostic
     assert last.stability[1] - last.stability[0] > 0.3
+
+
+def test_the_fast_steps_configuration_loads_and_changes_only_the_exponents():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load(V.Verify, root / "experiments" / "verify-fast-steps.toml")
+    prob = V.problem(cfg, "random")
+    fast, base = V.settings(cfg, prob)["fixed tau"], V.settings(load(V.Verify, 'problems = ["random"]\n'), prob)["fixed tau"]
+    assert set(fast) - set(base) == {"alpha", "beta", "zeta", "lam"}
+    resolved = V.resolved_tau0(cfg, prob)[1].config
+    for name, p in (("alpha", 0.5), ("beta", 0.4), ("zeta", 0.8), ("lam", -0.2)):
+        assert fast[name].p == p and fast[name].c0 == getattr(resolved, name).c0  # coefficient as resolved

@@ -758,8 +758,9 @@ def _lower_figure(out, p, by_setting):
     from .. import plots
 
     with plots.paper_style():
-        fig, axes = plt.subplots(1, len(LOWER), figsize=(plots.PAGE_WIDTH, 2.5), layout="constrained")
-        for ax, (claim, q) in zip(axes, LOWER):
+        fig, axes = plt.subplots(2, len(LOWER), figsize=(plots.PAGE_WIDTH, 4.4), layout="constrained")
+        for col, (claim, q) in enumerate(LOWER):
+            ax, ax2 = axes[0, col], axes[1, col]
             for s in SETTINGS:
                 k, v = _values(by_setting[s], q)
                 kf, vf = forms(k, v)["average"]
@@ -768,13 +769,17 @@ def _lower_figure(out, p, by_setting):
                 ax.fill_between(kf, lo, hi, color=STYLE[s]["color"], alpha=0.18, lw=0)
                 if np.all(mid > 0):
                     _theory_guide(ax, kf, mid, THEORY[s])
-            ax.set_xscale("log")
-            ax.set_yscale("log")
-            ax.set_title(f"{LABELS[q]} (average)")
-            ax.set_xlabel("step $k$")
+                if np.all(np.isfinite(vf)):
+                    stab = slope_stability(kf, vf, decades=1.5, theory=THEORY[s], floor=1e-300)
+                    plots.plot_slope_stability(ax2, stab, theory=False, color=STYLE[s]["color"], label=s)
+                    ax2.axhline(THEORY[s], color=STYLE[s]["color"], ls=":", lw=1.1)
+            ax.set(xscale="log", yscale="log", title=f"{LABELS[q]} (average)", xlabel="step $k$")
+            ax2.set_xlabel("window end $k$")
+            ax2.set_ylabel("fitted slope over 1.5 decades" if col == 0 else "")
         n = len(by_setting["fixed tau"])
-        fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2, frameon=False,
-                   title=f"{p}: running average, median over {n} seeds, band 10-90 %; dotted: theory exponent")
+        fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncols=2, frameon=False,
+                   title=f"{p}: running average, median over {n} seeds, band 10-90 % (top);\n"
+                         "slope with its 95 % interval over seeds (bottom); dotted: theory exponents")
         plots.save(fig, out / f"{p}-lower")
         plt.close(fig)
 
