@@ -498,3 +498,33 @@ def test_sparse_and_dense_inputs_are_not_frozen():
     P = sp.csr_matrix(np.full((6, 3), 1.0 / 3))
     kind, mdp = M.check_error_contract(eb.TabularMDP, (P, 0.9), argument="P")
     assert kind == "returned" and mdp.is_sparse and P.data.flags.writeable
+
+
+@settings(max_examples=120, deadline=None)
+@given(M.malformed_gymnasium_tables())
+def test_from_gymnasium_refuses_every_malformed_table_cleanly(case):
+    """One defect in an otherwise valid toy-text table: a ValueError or TypeError naming the
+    table's entry (``env.unwrapped...``) or rho, nothing else, and the caller's arrays unchanged."""
+    from exactbilevel.envs import from_gymnasium
+
+    env, defect = case
+    outcome, value = M.check_error_contract(from_gymnasium, (env, 0.9), names=("env", "rho"))
+    assert outcome == "raised", f"the defect {defect!r} was accepted"
+
+
+_GRID = eb.envs.gridworld(n=3, targets=[(0, 2)], hazards=[(1, 1)])
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.one_of(
+    st.tuples(st.just("state"), st.tuples(M.malformed_scalars("int"), st.just(0)), st.just("row")),
+    st.tuples(st.just("state"), st.tuples(st.just(0), st.integers(3, 10**6)), st.just("col")),
+    st.tuples(st.just("cell"), st.tuples(M.malformed_scalars("int")), st.just("s")),
+    st.tuples(st.just("cost"), st.tuples(M.malformed_scalars("real")), st.just("target")),
+    st.tuples(st.just("arrows"), st.tuples(M.malformed_arrays((9, 5))), st.just("pi_or_actions")),
+    st.tuples(st.just("arrows"), st.tuples(M.malformed_arrays((9,), base=np.zeros(9, dtype=np.int64))),
+              st.just("pi_or_actions")),
+))
+def test_the_gridworld_methods_refuse_malformed_input_cleanly(case):
+    name, args, argument = case
+    M.check_error_contract(getattr(_GRID, name), args, argument=argument)

@@ -107,7 +107,11 @@ class GridWorld:
         moves, · for stay, # for walls.
         """
         S, A = self.mdp.S, self.mdp.A
-        arr = np.asarray(pi_or_actions)
+        try:
+            arr = np.asarray(pi_or_actions)
+        except (ValueError, TypeError):  # a ragged sequence
+            raise ValueError(f"pi_or_actions must be a policy of shape ({S}, {A}) or {S} integer actions, "
+                             "got a ragged sequence") from None
         if arr.ndim == 2:
             greedy = np.argmax(as_float_array("pi_or_actions", arr, shape=(S, A)), axis=1)
         elif arr.ndim == 1:
@@ -115,10 +119,10 @@ class GridWorld:
                 raise TypeError(
                     f"pi_or_actions of shape (S,) must hold integer actions, got dtype {arr.dtype}"
                 )
-            if arr.shape != (S,) or arr.min() < 0 or arr.max() >= A:
+            if arr.shape != (S,) or arr.size == 0 or arr.min() < 0 or arr.max() >= A:
                 raise ValueError(
                     f"pi_or_actions must be a policy of shape ({S}, {A}) or {S} actions in [0, {A}), "
-                    f"got shape {arr.shape} with values in [{arr.min()}, {arr.max()}]"
+                    f"got shape {arr.shape}" + (f" with values in [{arr.min()}, {arr.max()}]" if arr.size else "")
                 )
             greedy = arr
         else:

@@ -82,6 +82,7 @@ __all__ = [
     "malformed_calls",
     "valid_calls",
     "malformed_configs",
+    "malformed_gymnasium_tables",
     "resolve",
 ]
 
@@ -1262,3 +1263,62 @@ def malformed_configs(draw, experiments=None):
         return draw(ebst.malformed_configs([name]))
     key, value = draw(st.sampled_from(cases))
     return name, f"{key} = {value}\n", key
+
+
+# --------------------------------------------------------------------------- gymnasium tables
+
+_TABLE_DEFECTS = ("probability", "next state", "reward", "terminated", "outcome", "outcomes", "actions", "rows",
+                  "initial")
+
+
+@st.composite
+def malformed_gymnasium_tables(draw):
+    """``(env, defect)``: an object with ``env.unwrapped.P`` (the table of a toy-text
+    gymnasium environment, ``P[s][a] = [(prob, next_state, reward, terminated), ...]``) and
+    ``env.unwrapped.initial_state_distrib``, valid but for one ``defect`` of
+    ``_TABLE_DEFECTS``: a probability that is not a number, negative, NaN or infinite; a next
+    state out of range or not an integer; a reward that is not a finite number; a
+    ``terminated`` that is not a bool; an outcome that is not a 4-sequence; an outcome list
+    that is empty or not a list; an action set that differs between states; outcome
+    probabilities that do not sum to 1; an initial distribution of the wrong length, negative
+    or not summing to 1.  For :func:`exactbilevel.envs.from_gymnasium` (the contract:
+    ``ValueError`` or ``TypeError`` naming ``env`` or ``rho``)."""
+    from types import SimpleNamespace
+
+    S = draw(st.integers(2, 4))
+    A = draw(st.integers(1, 3))
+    table = {}
+    for s in range(S):
+        table[s] = {}
+        for a in range(A):
+            n = draw(st.integers(1, 3))
+            w = np.array(draw(st.lists(st.floats(0.1, 1.0), min_size=n, max_size=n)))
+            w = w / w.sum()
+            table[s][a] = [(float(p), draw(st.integers(0, S - 1)), draw(st.floats(-1, 1)), draw(st.booleans()))
+                           for p in w]
+    rho = np.full(S, 1.0 / S)
+    defect = draw(st.sampled_from(_TABLE_DEFECTS))
+    s, a = draw(st.integers(0, S - 1)), draw(st.integers(0, A - 1))
+    i = draw(st.integers(0, len(table[s][a]) - 1))
+    p, nxt, rew, term = table[s][a][i]
+    if defect == "probability":
+        p = draw(st.sampled_from(["0.5", None, -0.25, math.nan, math.inf, [p], 1j]))
+    elif defect == "next state":
+        nxt = draw(st.sampled_from([S, -1, 10**12, 1.5, "0", None]))
+    elif defect == "reward":
+        rew = draw(st.sampled_from([math.nan, math.inf, -math.inf, "1", None, [1.0]]))
+    elif defect == "terminated":
+        term = draw(st.sampled_from(["yes", None, 2, 0.5]))
+    if defect in ("probability", "next state", "reward", "terminated"):
+        table[s][a][i] = (p, nxt, rew, term)
+    elif defect == "outcome":
+        table[s][a][i] = draw(st.sampled_from([(p, nxt, rew), (p, nxt, rew, term, 0), p, None, "abcd"]))
+    elif defect == "outcomes":
+        table[s][a] = draw(st.sampled_from([[], None, 5]))
+    elif defect == "actions":
+        table[s] = {b: table[s][b] for b in range(A - 1)} if A > 1 else {0: table[s][0], 1: table[s][0]}
+    elif defect == "rows":
+        table[s][a] = [(0.5 * q, n2, r2, t2) for q, n2, r2, t2 in table[s][a]]
+    else:  # "initial"
+        rho = draw(st.sampled_from([np.full(S + 1, 1.0 / (S + 1)), np.full(S, 2.0 / S), -rho, np.full(S, np.nan)]))
+    return SimpleNamespace(unwrapped=SimpleNamespace(P=table, initial_state_distrib=rho)), defect
