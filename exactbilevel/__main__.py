@@ -251,17 +251,23 @@ class _Parser(argparse.ArgumentParser):
         raise UserError(f"{self.prog}: {message} (see `{self.prog} --help`)")
 
 
+def _run_options(p, config, seeds, out):
+    """The options of the subcommands that run an experiment (`run`, `verify`)."""
+    p.add_argument("--config", help=config)
+    p.add_argument("--seeds", type=int, help=seeds)
+    p.add_argument("--steps", type=int, help="steps per run")
+    p.add_argument("--out", help=out)
+    p.add_argument("--workers", type=int, default=2, help="parallel runs (joblib; default 2)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def parser():
     p = _Parser(prog="exactbilevel", description="Bi-level RL on tabular MDPs against exact ground truth.")
     sub = p.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run an experiment and write its results folder")
     r.add_argument("experiment", help="experiment name (see `exactbilevel list`)")
-    r.add_argument("--config", help="TOML file overriding the default configuration")
-    r.add_argument("--seeds", type=int, help="seeds per sampled method")
-    r.add_argument("--steps", type=int, help="steps per run")
-    r.add_argument("--out", help="results folder (default results/EXPERIMENT)")
-    r.add_argument("--workers", type=int, default=2, help="parallel runs (joblib; default 2)")
-    r.add_argument("--quiet", action="store_true", help="no progress bar")
+    _run_options(r, "TOML file overriding the default configuration", "seeds per sampled method",
+                 "results folder (default results/EXPERIMENT)")
     r.set_defaults(func=_run)
     sw = sub.add_parser("sweep", help="run an experiment over a grid of configuration values")
     sw.add_argument("experiment", help="experiment name (see `exactbilevel list`)")
@@ -273,13 +279,9 @@ def parser():
     sw.add_argument("--quiet", action="store_true", help="no progress bar")
     sw.set_defaults(func=_sweep)
     v = sub.add_parser("verify", help="verify the theorem's rates on long runs: verdicts, figures, verdicts.json")
-    v.add_argument("--config", help="TOML file overriding the default configuration (experiments/verify.toml)")
     v.add_argument("--quick", action="store_true", help="the reduced version of the test suite (minutes, not hours)")
-    v.add_argument("--seeds", type=int, help="seeds per problem and setting")
-    v.add_argument("--steps", type=int, help="steps per run")
-    v.add_argument("--out", help="results folder (default results/verify, results/verify-quick with --quick)")
-    v.add_argument("--workers", type=int, default=2, help="parallel runs (joblib; default 2)")
-    v.add_argument("--quiet", action="store_true", help="no progress bar")
+    _run_options(v, "TOML file overriding the default configuration (experiments/verify.toml)",
+                 "seeds per problem and setting", "results folder (default results/verify, results/verify-quick with --quick)")
     v.set_defaults(func=_verify)
     pl = sub.add_parser("plot", help="redraw the figures of a results folder")
     pl.add_argument("results", help="results folder written by `exactbilevel run`")

@@ -28,6 +28,7 @@ from exactbilevel.experiments import EXPERIMENTS
 from exactbilevel.testing import malformed as M
 
 from conftest import examples
+from test_cli_errors import workdir as no_runs  # noqa: F401 (a fixture: a scratch folder where nothing can be computed)
 from test_hardening_core import ROOT, assert_clean, run_isolated
 
 IN_PROCESS = tuple(n for n in M.CALLS if n not in M.KERNEL_CALLS)
@@ -241,25 +242,6 @@ def test_crash_prone_cases_end_with_a_clean_error(case, error, words):
 
 
 # --------------------------------------------------------------------------- the command line
-
-
-class Computed(AssertionError):
-    pass
-
-
-def _refuse(*args, **kwargs):
-    raise Computed("the command line started an experiment on a configuration it should have refused")
-
-
-@pytest.fixture(scope="module")
-def no_runs(tmp_path_factory):
-    """A scratch folder as the working directory, where no experiment can run."""
-    tmp = tmp_path_factory.mktemp("malformed-cli")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(tmp)
-        for module, _, _ in EXPERIMENTS.values():
-            mp.setattr(module, "run_experiment", _refuse)
-        yield tmp
 
 
 @settings(max_examples=examples(60), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
