@@ -266,7 +266,7 @@ def test_a_corrupted_member_of_the_archive_is_a_value_error(tmp_path):
 
 def test_to_pandas_is_the_long_form_of_every_column():
     """Built here from the columns by hand (an independent loop), and pivoted back."""
-    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pandas")
     k = np.array([0, 3, 10])
     x = np.arange(6.0).reshape(3, 2)
     t = Trace({"k": k, "x": x, "phi0": np.array([1.0, 0.5, 0.25])}, {"seed": 1})

@@ -103,7 +103,7 @@ from ..rewards import LinearReward
 from ..running import running_mean, running_min
 from .config import ConfigError, dumps, need, option
 from . import gridworld_goal
-from .runs import load_runs, run_one, run_tasks, slug, write_atomic
+from .runs import load_runs, run_one, run_tasks, write_atomic
 
 NAME = "verify"
 PROBLEMS = ("random", "gridworld")
@@ -123,7 +123,6 @@ CLAIMS = {
                      *LOWER),
     "fixed tau": (("stationarity of Phi_tau", "grad_phi_norm2"), *LOWER),
 }
-SWEEP = "sweep"
 
 LABELS = {"kkt_residual2": r"KKT residual$^2$ at $\tau = 0$", "grad_phi_norm2": r"$\|\nabla\Phi_{\tau_k}(x_k)\|^2$",
           "residual_phi": r"$J^*_\tau - J_\tau(\pi_\phi)$", "residual_theta": r"$G(\theta) - \min G$",
