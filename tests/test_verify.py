@@ -178,3 +178,18 @@ def test_the_fast_steps_configuration_loads_and_changes_only_the_exponents():
     resolved = V.resolved_tau0(cfg, prob)[1].config
     for name, p in (("alpha", 0.5), ("beta", 0.4), ("zeta", 0.8), ("lam", -0.2)):
         assert fast[name].p == p and fast[name].c0 == getattr(resolved, name).c0  # coefficient as resolved
+
+
+def test_fewer_seeds_in_a_used_folder_judge_only_their_own_runs(quick, tmp_path):
+    """A rerun with 3 seeds in the folder of the 10-seed quick run: the verdicts use those 3
+    (the other 7 files stay on disk but belong to another configuration)."""
+    import shutil
+
+    out = tmp_path / "res"
+    shutil.copytree(quick, out)
+    assert main(["verify", "--quick", "--seeds", "3", "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    doc = json.loads((out / "verdicts.json").read_text())
+    assert {c["n_seeds"] for c in doc["claims"]} == {3}
+    assert doc["seeds"] == 3 and [len(v) for g, v in doc["runs"].items() if "/" in g] == [3, 3]
+    from exactbilevel.experiments.verify import _load
+    assert all(len(traces) == 3 for g, traces in _load(out)[1].items() if "/" in g)  # the figures' runs too

@@ -100,6 +100,7 @@ from ..objectives import OccupancyObjective
 from ..problem import BilevelProblem
 from ..rates import fit_rate, slope_stability, verdict
 from ..rewards import LinearReward
+from ..trace import Trace
 from ..running import running_mean, running_min
 from .config import ConfigError, dumps, need, option
 from . import gridworld_goal
@@ -592,9 +593,11 @@ def run_claims(cfg, out, workers=1, progress=True):
                 ActorCriticConfig(**task[4]).resolve(probs[task[0].args[0]])
         except ValueError as exc:
             raise ConfigError(f"the runs {task[2]!r} would be refused: {exc}") from None
-    run_tasks(run_one, todo, workers, progress, NAME)
+    done = run_tasks(run_one, todo, workers, progress, NAME)
     groups = names(cfg)
-    runs = load_runs(out, groups)
+    # exactly this configuration's runs (a folder may hold other seeds from an earlier configuration)
+    paths = {g: [path for _, _, path in sorted((r for r in done if r[0] == g), key=lambda r: r[1])] for g in groups}
+    runs = {g: [Trace.load(path) for path in paths[g]] for g in groups}
     claims = [c for p in cfg.problems for s in SETTINGS for c in judge(runs[f"{p}/{s}"], p, s, cfg.decades, probs[p])]
     sweep = sweep_rows(cfg, runs, probs[cfg.problems[0]]) if cfg.sweep_zeta_decay else []
     seconds = time.perf_counter() - t0
@@ -603,7 +606,8 @@ def run_claims(cfg, out, workers=1, progress=True):
     run_seconds = float(sum(float(t["time"][-1]) for traces in runs.values() for t in traces))
     doc = dict(experiment=NAME, theory=THEORY, rule=RULE, coverage=COVERAGE, scales=[asdict(s) for s in scales],
                claims=[dict(asdict(c), label=c.label) for c in claims], sweep=sweep, seconds=seconds,
-               run_seconds=run_seconds, steps=cfg.steps, seeds=cfg.seeds, sampling=cfg.sampling)
+               run_seconds=run_seconds, steps=cfg.steps, seeds=cfg.seeds, sampling=cfg.sampling,
+               runs={g: [str(Path(p).relative_to(out)) for p in ps] for g, ps in paths.items()})
     write_atomic(out / "verdicts.json", json.dumps(doc, indent=2, default=float))
     return dict(claims=claims, sweep=sweep, scales=scales, groups=groups)
 
@@ -688,6 +692,8 @@ def _load(out):
         groups = json.loads((out / "summary.json").read_text(encoding="utf-8"))["methods"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{out}: verdicts.json or summary.json missing or damaged ({type(exc).__name__}: {exc})") from None
+    if isinstance(doc.get("runs"), dict):  # exactly the runs the verdicts were judged on
+        return doc, {g: [Trace.load(out / p) for p in doc["runs"][g]] for g in groups}
     return doc, load_runs(out, groups)
 
 
