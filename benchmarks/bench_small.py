@@ -50,9 +50,7 @@ status 1.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import sys
 import time
 import warnings
@@ -63,10 +61,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # benchmark the checkout, installed or not
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _report.py beside this script
 
-import numba  # noqa: E402
-import scipy  # noqa: E402
 
+import _report  # noqa: E402 (benchmarks/_report.py)
 import exactbilevel as eb  # noqa: E402
 from exactbilevel.experiments import gridworld_goal as gg  # noqa: E402
 
@@ -430,28 +428,13 @@ def print_row(row):
 
 
 def machine():
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
-    try:
-        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-    except Exception:  # older numpy
-        blas = None
     jaxlib = None
     if jax is not None:
         import jaxlib as _jaxlib
         jaxlib = _jaxlib.__version__
-    return {
-        "cpu": cpu, "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "numba_threads": numba.config.NUMBA_NUM_THREADS, "numba_threading_layer": numba.threading_layer(),
-        "load_average_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
-        "platform": platform.platform(), "python": platform.python_version(),
-        "numpy": np.__version__, "scipy": scipy.__version__, "numba": numba.__version__,
-        "jax": None if jax is None else jax.__version__, "jaxlib": jaxlib,
-        "exactbilevel": eb.__version__, "blas": blas,
-        "env": {k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "NUMBA_NUM_THREADS",
-                                               "XLA_FLAGS")},
-    }
+    return _report.machine(jax=None if jax is None else jax.__version__, jaxlib=jaxlib,
+                           env={k: os.environ.get(k) for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS",
+                                                               "NUMBA_NUM_THREADS", "XLA_FLAGS")})
 
 
 def main(argv=None):
@@ -491,9 +474,7 @@ def main(argv=None):
                                          "newton_steps_jax": NEWTON_STEPS_JAX, "pause_s": PAUSE_S},
                       machine={**machine(), "load_average_at_start": load0}, rows=rows, agreement=errors,
                       info=info, total_s=time.perf_counter() - t_start)
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
-        print(f"wrote {args.json}")
+        _report.write_report(args.json, report)
     return 0
 
 

@@ -46,9 +46,7 @@ the time itself, and checks it against the target of the project's issue.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import signal
 import subprocess
 import sys
@@ -61,11 +59,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # benchmark the checkout, installed or not
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # _report.py beside this script
 
-import numba  # noqa: E402
 import scipy.linalg  # noqa: E402
 import scipy.sparse  # noqa: E402
 
+import _report  # noqa: E402 (benchmarks/_report.py)
 import exactbilevel as eb  # noqa: E402
 from exactbilevel.bellman import sweep  # noqa: E402
 from exactbilevel.evaluation import clear_policy_systems  # noqa: E402
@@ -461,29 +460,7 @@ def note(b, name):
 
 
 def machine():
-    cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
-               platform.processor()) if os.path.exists("/proc/cpuinfo") else platform.processor()
-    blas = None
-    try:
-        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
-    except Exception:  # older numpy
-        pass
-    return {
-        "cpu": cpu,
-        "cpu_count": os.cpu_count(),
-        "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
-        "numba_threads": numba.config.NUMBA_NUM_THREADS,
-        "numba_threading_layer": numba.threading_layer(),
-        "load_average_at_end": os.getloadavg() if hasattr(os, "getloadavg") else None,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "scipy": scipy.__version__,
-        "numba": numba.__version__,
-        "quantecon": quantecon.__version__,
-        "exactbilevel": eb.__version__,
-        "blas": blas,
-    }
+    return _report.machine(quantecon=quantecon.__version__)
 
 
 def run_row(b, title, ours, peer, target):
@@ -558,9 +535,7 @@ def main(argv=None):
                                          "budget_s": b.budget},
                       machine={**machine(), "load_average_at_start": load0}, setup_s=b.setup_s,
                       total_s=total, rows=rows, measurements=b.log)
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2, default=str) + "\n")
-        print(f"wrote {args.json}")
+        _report.write_report(args.json, report)
     return 0
 
 

@@ -117,14 +117,21 @@ def _finite_differences(problem, config, rng, on_log, on_steps):
                 g[i] = (values[0] - values[1]) / (points[0] - points[1])
         state.x = problem.project(state.x - zeta * g)
         learner_steps(problem, state, state.x, tau, alpha, beta, m, rng, model, sampler, loop)
-        state.k = k + 1
-        if on_steps is not None:
-            on_steps(state.k)
-        if state.k == logs[at]:
-            at += 1
-            _mirror(state)
-            on_log(state)
+        at = _reached(state, k + 1, logs, at, on_steps, on_log)
     return state
+
+
+def _reached(state, k, logs, at, on_steps, on_log):
+    """Set ``state.k = k``, report it to ``on_steps``, and log (after :func:`_mirror`) when k is
+    the next logging point ``logs[at]``; returns the index of the next logging point."""
+    state.k = k
+    if on_steps is not None:
+        on_steps(k)
+    if k == logs[at]:
+        _mirror(state)
+        on_log(state)
+        return at + 1
+    return at
 
 
 def _rlhf(problem, config, rng, on_log, on_steps):
@@ -148,13 +155,7 @@ def _rlhf(problem, config, rng, on_log, on_steps):
         ks = np.arange(start, stop)
         v = config.schedule_values(ks)
         learner_steps(problem, state, state.x, v["tau"], v["alpha"], v["beta"], ks.size, rng, model, sampler, loop)
-        state.k = int(stop)
-        if on_steps is not None:
-            on_steps(state.k)
-        if state.k == logs[at]:
-            at += 1
-            _mirror(state)
-            on_log(state)
+        at = _reached(state, int(stop), logs, at, on_steps, on_log)
     return state
 
 
